@@ -1,0 +1,56 @@
+"""Keys shared by every stage's config: data, image normalisation, evaluation, BatchNorm.
+
+Values are the original FasterSeg defaults for Cityscapes (config_search.py / config_train.py). Stage configs
+copy this dict and add their own keys; ``dataset_path`` is the only key a Cityscapes user must change.
+"""
+import os.path as osp
+
+from easydict import EasyDict
+
+
+def data_keys(dataset_path="data/cityscapes"):
+    C = EasyDict()
+    C.seed = 12345
+    C.dataset = "cityscapes"              # 'cityscapes' | 'camvid' | 'custom'
+    C.labels_file = ""                     # custom datasets: one file with names, colours and ignore (see docs)
+    C.dataset_path = dataset_path
+    C.img_root_folder = dataset_path
+    C.gt_root_folder = dataset_path
+    C.train_source = osp.join(dataset_path, "cityscapes_train_fine.txt")
+    C.train_eval_source = osp.join(dataset_path, "cityscapes_train_val_fine.txt")
+    C.eval_source = osp.join(dataset_path, "cityscapes_val_fine.txt")
+    C.test_source = osp.join(dataset_path, "cityscapes_test.txt")
+    C.output_root = "runs"                 # where run folders are created (the original used the cwd)
+    C.device = "auto"                      # 'auto' (cuda if present, else cpu), 'cpu', 'cuda', 'cuda:1'
+    C.num_classes = 19
+    C.background = -1
+    C.ignore_label = 255
+    C.image_mean = [0.485, 0.456, 0.406]
+    C.image_std = [0.229, 0.224, 0.225]
+    C.bn_eps = 1e-5
+    C.bn_momentum = 0.1
+    C.momentum = 0.9
+    C.weight_decay = 5e-4
+    C.train_scale_array = [0.75, 1, 1.25]
+    C.eval_stride_rate = 5 / 6
+    C.eval_scale_array = [1, ]
+    C.eval_height = 1024
+    C.eval_width = 2048
+    C.num_train_imgs = 2975
+    C.num_eval_imgs = 500
+    C.layers = 16
+    C.Fch = 12
+    C.width_mult_list = [4. / 12, 6. / 12, 8. / 12, 10. / 12, 1.]
+    return C
+
+
+def follow_dataset_path(C, explicit):
+    """Re-root the file lists on an overridden ``dataset_path`` unless they were overridden themselves."""
+    if "dataset_path" not in explicit:
+        return
+    for key in ("img_root_folder", "gt_root_folder"):
+        if key not in explicit:
+            C[key] = C.dataset_path
+    for key in ("train_source", "train_eval_source", "eval_source", "test_source"):
+        if key not in explicit and key in C:
+            C[key] = osp.join(C.dataset_path, osp.basename(C[key]))

@@ -1,0 +1,60 @@
+"""Teacher / student training and evaluation (the original train/config_train.py, same keys and values).
+
+``mode="teacher"`` trains the teacher (arch 0); ``mode="student"`` trains the student (arch 1) distilled from
+the teacher in ``teacher_path``. The keys the original set inside its ``if C.mode`` block are filled by
+:func:`finalize` unless given on the command line.
+"""
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _common import data_keys, follow_dataset_path  # noqa: E402
+
+C = data_keys()
+C.target_size = 1024
+C.down_sampling = 1
+C.gt_down_sampling = 1
+C.lr = 0.01
+C.lr_decay = 0.992             # lr x 0.992 per epoch (train.py)
+C.nepochs = 600
+C.niters_per_epoch = 1000
+C.num_workers = 6
+C.eval_flip = True
+C.eval_base_size = 1024
+C.eval_crop_size = 1024
+
+C.mode = "student"             # "teacher" or "student"
+C.arch_idx = None              # teacher [0]; student [0, 1]
+C.branch = None
+C.stem_head_width = None       # teacher [(1, 1)]; student [(1, 1), (8/12, 8/12)]
+C.load_path = ""               # searched folder with arch_0.pt / arch_1.pt; empty: the published FasterSeg
+C.teacher_path = ""            # run folder with the trained teacher's weights0.pt (student mode)
+C.load_epoch = "last"          # "last" or an epoch number: which searched architecture to load
+C.batch_size = 12
+C.image_height = 512
+C.image_width = 1024
+C.save = None
+C.is_test = False              # write Cityscapes-submission predictions for the test list
+C.is_eval = False              # evaluate once and stop
+C.eval_path = ""               # run folder with the weights to evaluate
+C.aux_weight = 0.2             # loss = OHEM(pred8) + 0.2 * (OHEM(pred16) + OHEM(pred32))
+C.distill_reduction = "mean"   # KLDivLoss reduction of the original (its default)
+C.distill_temperature = 1.0
+C.amp = False
+C.sync_bn = False
+C.resume = False
+
+
+def finalize(C, explicit):
+    """Fill the teacher/student dependent defaults exactly as the original's if/elif block."""
+    follow_dataset_path(C, explicit)
+    if C.mode not in ("teacher", "student"):
+        raise ValueError(f"mode must be 'teacher' or 'student', got {C.mode!r}.")
+    teacher = C.mode == "teacher"
+    defaults = dict(arch_idx=[0], branch=[2], stem_head_width=[(1, 1)]) if teacher else \
+        dict(arch_idx=[0, 1], branch=[2, 2], stem_head_width=[(1, 1), (8. / 12, 8. / 12)])
+    for key, value in defaults.items():
+        if key not in explicit or C[key] is None:
+            C[key] = value
+    if "save" not in explicit or C.save is None:
+        C.save = "%dx%d_%s_batch%d" % (C.image_height, C.image_width, C.mode, C.batch_size)

@@ -1,0 +1,50 @@
+"""Atomic checkpoint writes, safe loading and RNG capture."""
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from tools.engine.checkpoint import (CheckpointError, atomic_write, load_checkpoint, rng_state, save_checkpoint,
+                                     set_rng_state)
+
+
+def test_roundtrip_with_weights_only(tmp_path):
+    path = tmp_path / "ck.pt"
+    save_checkpoint({"w": torch.arange(3.0), "epoch": 4, "name": "x"}, str(path))
+    loaded = load_checkpoint(str(path))
+    assert loaded["epoch"] == 4 and torch.equal(loaded["w"], torch.arange(3.0))
+    assert [p for p in os.listdir(tmp_path) if p.endswith(".tmp")] == []
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "ck.pt"
+    save_checkpoint({"v": 1}, str(path))
+
+    def explode(handle):
+        handle.write(b"partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(str(path), explode)
+    assert load_checkpoint(str(path)) == {"v": 1}
+    assert sorted(os.listdir(tmp_path)) == ["ck.pt"]
+
+
+def test_missing_and_corrupt_files_name_the_file(tmp_path):
+    with pytest.raises(CheckpointError, match="weights0.pt does not exist. It is written by the teacher stage"):
+        load_checkpoint(str(tmp_path / "weights0.pt"), produced_by="the teacher stage")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.pt cannot be read"):
+        load_checkpoint(str(bad))
+
+
+def test_rng_state_restores_every_generator(tmp_path):
+    path = str(tmp_path / "rng.pt")
+    save_checkpoint({"rng": rng_state()}, path)
+    first = (torch.rand(2), random.random(), np.random.rand())
+    set_rng_state(load_checkpoint(path)["rng"])
+    second = (torch.rand(2), random.random(), np.random.rand())
+    assert torch.equal(first[0], second[0]) and first[1:] == second[1:]

@@ -1,0 +1,1 @@
+"""FasterSeg reimplementation: everything shared by the search, train and latency stages."""
