@@ -1,0 +1,1 @@
+"""Datasets, transforms, loaders, the demo generator and dataset preparation (see each module)."""
