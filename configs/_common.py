@@ -44,13 +44,47 @@ def data_keys(dataset_path="data/cityscapes"):
     return C
 
 
+LIST_FILES = {
+    "cityscapes": {"train_source": "cityscapes_train_fine.txt", "train_eval_source": "cityscapes_train_val_fine.txt",
+                   "eval_source": "cityscapes_val_fine.txt", "test_source": "cityscapes_test.txt"},
+    "camvid": {"train_source": "camvid_train.txt", "train_eval_source": "camvid_train_val.txt",
+               "eval_source": "camvid_val.txt", "test_source": "camvid_test.txt"},
+    "custom": {"train_source": "train_mapping_list.txt", "train_eval_source": "train_val_mapping_list.txt",
+               "eval_source": "val_mapping_list.txt", "test_source": "test_mapping_list.txt"},
+}
+
+
 def follow_dataset_path(C, explicit):
-    """Re-root the file lists on an overridden ``dataset_path`` unless they were overridden themselves."""
-    if "dataset_path" not in explicit:
+    """Make ``dataset`` and ``dataset_path`` the only keys a user sets for another dataset.
+
+    The file lists are re-rooted on ``dataset_path`` and named as dataset/create_mapping_lists.py writes them
+    for the chosen ``dataset``; ``num_classes`` follows the dataset (CamVid 11, custom: the rows of
+    ``labels_file``). Keys given explicitly on the command line are left alone.
+    """
+    if C.dataset not in LIST_FILES:
+        raise ValueError(f"dataset must be one of {sorted(LIST_FILES)}, got {C.dataset!r}.")
+    if not {"dataset_path", "dataset"} & set(explicit):
         return
     for key in ("img_root_folder", "gt_root_folder"):
         if key not in explicit:
             C[key] = C.dataset_path
-    for key in ("train_source", "train_eval_source", "eval_source", "test_source"):
+    for key, name in LIST_FILES[C.dataset].items():
         if key not in explicit and key in C:
-            C[key] = osp.join(C.dataset_path, osp.basename(C[key]))
+            C[key] = osp.join(C.dataset_path, name)
+    if "num_classes" not in explicit and C.dataset != "cityscapes":
+        C.num_classes = 11 if C.dataset == "camvid" else _labels_file_classes(C.labels_file)
+
+
+def _labels_file_classes(path):
+    from tools.data.labels import load_labels_file
+    return load_labels_file(path).num_classes
+
+
+def inherit(name):
+    """Load a sibling preset module (e.g. ``"train"``) so a preset can start from its values and finalize."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"fasterseg_config_base_{name}",
+                                                  osp.join(osp.dirname(osp.abspath(__file__)), name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
