@@ -1,0 +1,128 @@
+"""tools/latency/backends.py: the timing protocol, the PyTorch and ONNX Runtime backends, clear errors."""
+import onnx
+import pytest
+import torch
+import torch.nn as nn
+
+from tools.latency import backends
+from tools.latency.backends import (BackendUnavailableError, LatencyError, OnnxExportError, Timing,
+                                    export_onnx, make_measurer, measure_latency, resolve_backend, time_callable)
+
+FAST = dict(calib_s=0.01, budget_s=0.03, warmup=2, repeats=3)
+
+
+class FakeClock:
+    """Every run() advances a virtual clock by ``step`` seconds."""
+
+    def __init__(self, step):
+        self.step, self.now, self.begin, self.runs = step, 0.0, 0.0, 0
+
+    def run(self):
+        self.runs += 1
+        self.now += self.step
+
+    def start(self):
+        self.begin = self.now
+
+    def stop(self):
+        return self.now - self.begin
+
+
+def small_net():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 1))
+
+
+def test_time_callable_follows_the_original_protocol():
+    clock = FakeClock(0.002)
+    median, repeats, iterations = time_callable(clock.run, clock, warmup=10, calib_s=1.0, budget_s=6.0, repeats=5)
+    # warm-up 10, calibration 1+2+...+512 (first batch >= 1 s), then 6 s worth = 3000 iterations in 5 groups
+    assert iterations == 3000 and len(repeats) == 5
+    assert median == pytest.approx(2.0)
+    assert clock.runs == 10 + 1023 + 3000
+
+
+def test_slow_runs_cut_the_warm_up_short():
+    clock = FakeClock(0.6)
+    median, _, iterations = time_callable(clock.run, clock, warmup=10, calib_s=1.0, budget_s=6.0, repeats=5)
+    # warm-up stops after 2 runs (1.2 s), calibration 1 + 2 runs, then 6 s / 0.6 s = 10 runs
+    assert iterations == 10 and clock.runs == 2 + 3 + 10 and median == pytest.approx(600.0)
+
+
+def test_time_callable_with_fixed_iterations_skips_calibration():
+    clock = FakeClock(0.001)
+    _, repeats, iterations = time_callable(clock.run, clock, warmup=0, iterations=10, repeats=5, calib_s=1.0)
+    assert iterations == 10 and clock.runs == 10 and repeats == pytest.approx([1.0] * 5)
+
+
+def test_pytorch_backend_times_a_module_on_cpu():
+    timing = measure_latency(small_net(), (1, 3, 16, 16), backend="pytorch", device="cpu", **FAST)
+    assert isinstance(timing, Timing) and timing.latency_ms > 0
+    assert timing.fps == pytest.approx(1000.0 / timing.latency_ms)
+    assert timing.backend == "pytorch" and timing.device.startswith("CPU") and timing.precision == "fp32"
+    assert len(timing.repeats_ms) == 3
+
+
+def test_pytorch_backend_bf16_and_channels_last():
+    timing = measure_latency(small_net(), (1, 3, 16, 16), backend="pytorch", precision="bf16", channels_last=True,
+                             **FAST)
+    assert timing.latency_ms > 0 and timing.precision == "bf16"
+
+
+def test_auto_falls_back_to_pytorch_without_tensorrt():
+    assert resolve_backend("auto", "cpu") == "pytorch"
+    measure = make_measurer("auto", "cpu", **FAST)
+    assert measure.backend == "pytorch" and measure(small_net(), (1, 3, 8, 8)) > 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(backend="tpu"), "unknown latency backend 'tpu'"),
+    (dict(precision="fp16"), "only timed on CUDA"),
+    (dict(precision="int4"), "unknown precision"),
+    (dict(cuda_graphs=True), "cuda_graphs=True needs device='cuda'"),
+])
+def test_bad_requests_get_one_sentence(kwargs, message):
+    with pytest.raises(LatencyError, match=message):
+        measure_latency(small_net(), (1, 3, 8, 8), **{"backend": "pytorch", **kwargs})
+
+
+def test_tensorrt_absent_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(backends, "tensorrt_available", lambda: (False, "the tensorrt Python package is not installed"))
+    with pytest.raises(BackendUnavailableError, match="tensorrt Python package is not installed.*pytorch"):
+        measure_latency(small_net(), (1, 3, 8, 8), backend="tensorrt")
+
+
+def test_cuda_device_absent_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(BackendUnavailableError, match="no CUDA GPU"):
+        measure_latency(small_net(), (1, 3, 8, 8), backend="pytorch", device="cuda")
+
+
+def test_onnx_export_matches_pytorch_and_onnxruntime_times_it(tmp_path):
+    net = small_net().eval()
+    path = export_onnx(net, str(tmp_path / "net.onnx"), (1, 3, 16, 16))
+    model = onnx.load(path)
+    assert [i.name for i in model.graph.input] == ["input"]
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 16, 16]
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+    timing = measure_latency(net, (1, 3, 16, 16), backend="onnxruntime", **FAST)
+    assert timing.backend == "onnxruntime" and timing.latency_ms > 0
+
+
+def test_onnx_export_failure_names_the_operator(tmp_path):
+    class Spectral(nn.Module):
+        def forward(self, x):
+            return torch.fft.fft2(x).real
+
+    with pytest.raises(OnnxExportError, match="failed at operator aten::fft_fft2"):
+        export_onnx(Spectral(), str(tmp_path / "bad.onnx"), (1, 3, 8, 8))
+    assert not list(tmp_path.iterdir())
+
+
+def test_process_clock_measures_cpu_time_and_is_cpu_only():
+    timing = measure_latency(small_net(), (1, 3, 16, 16), backend="pytorch", clock="process", **FAST)
+    assert timing.latency_ms > 0
+    with pytest.raises(LatencyError, match="unknown clock 'gpu'"):
+        measure_latency(small_net(), (1, 3, 8, 8), backend="pytorch", clock="gpu")
+    with pytest.raises(LatencyError, match="only applies to device='cpu'"):
+        backends.make_clock("process", "cuda")

@@ -1,0 +1,145 @@
+"""tools/latency/table.py: JSON tables with metadata, the original .npy importer, misses, refusals, resuming."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tools.latency.keys import OpSpec
+from tools.latency.table import PUBLISHED_TABLE
+from tools.latency.table import (TableError, TableMissError, fill_table, import_npy, load_table,
+                                 read_json)
+
+
+def fake_measurer(calls=None, fail_after=None):
+    """A measurer returning a value from the input size, recording calls; optionally failing (interruption)."""
+    def measure(module, input_size):
+        if calls is not None:
+            if fail_after is not None and len(calls) >= fail_after:
+                raise KeyboardInterrupt
+            calls.append(input_size)
+        return 0.001 * input_size[1] + 1e-6 * input_size[2] * input_size[3]
+    measure.device, measure.backend, measure.precision = "CPU test", "pytorch", "fp32"
+    return measure
+
+
+SPECS = [("cells", OpSpec("BasicResidual1x", 16, 32, 8, 8, 1)),
+         ("cells", OpSpec("BasicResidual_downup_2x", 16, 32, 8, 16, 2)),
+         ("cells", OpSpec("FactorizedReduce", 16, 32, 8, 16, 2)),
+         ("stem", OpSpec("ConvNorm", 64, 128, 3, 16, 2, kernel_size=3, padding=1)),
+         ("ffm", OpSpec("FeatureFusion", 16, 32, 32, 32)),
+         ("head", OpSpec("Head", 16, 32, 32, 19))]
+
+
+@pytest.fixture
+def npy_path(test_data_dir):
+    return os.path.join(test_data_dir, "latency_lookup_table_1080ti.npy")
+
+
+def test_import_of_the_original_npy(npy_path):
+    table = import_npy(npy_path)
+    assert len(table) == 667
+    assert table.meta["device"] == "NVIDIA GeForce GTX 1080 Ti" and table.meta["resolution"] == [1024, 2048]
+    original = np.load(npy_path, allow_pickle=True).item()
+    assert table.entries == {key: float(value) for key, value in original.items()}
+
+
+def test_shipped_published_table_is_the_imported_npy(npy_path):
+    shipped = read_json(PUBLISHED_TABLE)
+    assert shipped.entries == import_npy(npy_path).entries
+    assert shipped.meta["device"] == "NVIDIA GeForce GTX 1080 Ti"
+
+
+def test_json_round_trip_is_atomic_and_keeps_meta(tmp_path, npy_path):
+    table = import_npy(npy_path)
+    path = str(tmp_path / "t.json")
+    table.save(path)
+    assert os.listdir(tmp_path) == ["t.json"]
+    again = load_table(path, resolution=(1024, 2048))
+    assert again.entries == table.entries and again.meta == table.meta and again.path == path
+
+
+def test_refuses_another_resolution_with_the_command_to_make_one(npy_path):
+    with pytest.raises(TableError, match=r"resolution \[1024, 2048\].*latency/latency_lookup_table.py "
+                                         r"image_height=512 image_width=1024"):
+        load_table(npy_path, resolution=(512, 1024))
+
+
+def test_refuses_to_mix_devices_when_measuring(npy_path):
+    with pytest.raises(TableError, match="made for device 'NVIDIA GeForce GTX 1080 Ti'.*'CPU test'"):
+        load_table(npy_path, resolution=(1024, 2048), measure=True, measurer=fake_measurer())
+
+
+def test_forbidden_miss_names_the_key_and_the_fix(npy_path):
+    table = load_table(npy_path)
+    with pytest.raises(TableMissError, match="'head_H1_W1_Cin1_Cout1' is not in the latency table.*measure=True"):
+        table.lookup("head_H1_W1_Cin1_Cout1")
+
+
+def test_misses_are_measured_saved_and_recorded(tmp_path):
+    path = str(tmp_path / "new.json")
+    calls = []
+    table = load_table(path, resolution=(64, 128), measure=True, measurer=fake_measurer(calls))
+    with table.recording() as reads:
+        first = table.get(SPECS[0][1])
+        table.get(SPECS[0][1])
+    assert len(calls) == 1 and calls[0] == (1, 8, 16, 32)
+    assert reads == [(SPECS[0][1].key, first)] * 2
+    saved = json.load(open(path))
+    assert saved["entries"] == {SPECS[0][1].key: first}
+    assert saved["meta"]["device"] == "CPU test" and saved["meta"]["resolution"] == [64, 128]
+    assert {"torch", "date", "backend", "precision"} <= set(saved["meta"])
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "is not valid JSON"),
+    ('{"entries": {}}', "is not a 'fasterseg-latency-table/1' file"),
+    ('{"format": "fasterseg-latency-table/1", "entries": {"k": "fast"}}', "invalid entry 'k'"),
+    ('{"format": "fasterseg-latency-table/1", "entries": {"k": -1}}', "invalid entry 'k'"),
+])
+def test_corrupt_tables_get_one_sentence(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(TableError, match=message):
+        load_table(str(path))
+
+
+def test_missing_file_without_create(tmp_path):
+    with pytest.raises(FileNotFoundError, match="latency_lookup_table.py"):
+        load_table(str(tmp_path / "absent.json"), resolution=(64, 128), create=False)
+
+
+def test_fill_table_resumes_after_an_interruption(tmp_path):
+    path = str(tmp_path / "t.json")
+    calls = []
+    table = load_table(path, resolution=(64, 128), measurer=fake_measurer(calls, fail_after=3))
+    with pytest.raises(KeyboardInterrupt):
+        fill_table(table, SPECS, progress=False)
+    assert len(read_json(path)) == 3
+    calls2 = []
+    table = load_table(path, resolution=(64, 128), measurer=fake_measurer(calls2))
+    added = fill_table(table, SPECS, progress=False)
+    assert len(calls2) == 3 and added == [spec.key for _, spec in SPECS[3:]]
+    assert set(read_json(path).entries) == {spec.key for _, spec in SPECS}
+    assert fill_table(table, SPECS, progress=False) == []
+
+
+def test_table_for_picks_the_published_table_only_at_its_resolution(tmp_path):
+    from tools.latency.table import table_for
+    published = table_for((1024, 2048))
+    assert len(published) == 667 and published.path == PUBLISHED_TABLE and not published.measure
+    assert table_for((512, 1024)) is None
+    on_demand = table_for((64, 128), measure=True, budget_s=0.01, calib_s=0.005)
+    assert on_demand.measure and on_demand.path is None and on_demand.meta["resolution"] == [64, 128]
+    assert on_demand.get(SPECS[0][1]) > 0 and on_demand.meta["device"].startswith("CPU")
+    saved = table_for((64, 128), str(tmp_path / "t.json"), measure=True, budget_s=0.01, calib_s=0.005)
+    saved.get(SPECS[1][1])
+    assert len(read_json(str(tmp_path / "t.json"))) == 1
+
+
+def test_a_measurer_of_another_device_is_refused_at_the_first_miss(npy_path):
+    table = load_table(npy_path)
+    table.measure, table.measurer = True, fake_measurer()
+    with pytest.raises(TableError, match="made for device 'NVIDIA GeForce GTX 1080 Ti'"):
+        table.get(SPECS[0][1])
+    assert SPECS[0][1].key not in table

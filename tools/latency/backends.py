@@ -1,0 +1,469 @@
+"""Latency measurement backends: PyTorch (CPU/CUDA), ONNX Runtime and TensorRT.
+
+Replaces the original's ``compute_latency_ms_pytorch`` / ``compute_latency_ms_tensorrt``
+(tools/utils/darts_utils.py), which always moved the model to CUDA, used the TensorRT 5 API and reported one
+mean. The protocol is the same (eval mode, no_grad, 10 warm-up runs, an iteration count calibrated by doubling
+until a run takes ``calib_s`` seconds, then scaled to a time budget; device synchronisation on CUDA), and the
+measured iterations are split into ``repeats`` groups whose median per-iteration time is reported, which is
+robust to a stray slow group on a shared machine.
+
+``backend="auto"`` falls back as the original does: TensorRT when it and CUDA import, else PyTorch.
+"""
+import contextlib
+import copy
+import io
+import os
+import platform
+import re
+import statistics
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+BACKENDS = ("auto", "pytorch", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+class LatencyError(ValueError):
+    """A latency request that cannot be served; the message says which value and what to do."""
+
+
+class BackendUnavailableError(LatencyError):
+    """The requested backend (or its device) is not installed on this machine."""
+
+
+class OnnxExportError(LatencyError):
+    """torch.onnx.export failed; the message names the operator that could not be exported."""
+
+
+@dataclass
+class Timing:
+    """One latency measurement: the median over repeats of the mean time per iteration, in ms."""
+    latency_ms: float
+    repeats_ms: list = field(default_factory=list)
+    iterations: int = 0
+    backend: str = "pytorch"
+    device: str = "cpu"
+    precision: str = "fp32"
+
+    @property
+    def fps(self):
+        return 1000.0 / self.latency_ms if self.latency_ms > 0 else float("inf")
+
+
+def resolve_device(device="cpu"):
+    """'auto' -> cuda when available else cpu; anything else is parsed by torch.device."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError(f"device '{device}' was asked for but this torch build sees no CUDA GPU; "
+                                      "use device='cpu' or install a CUDA build of torch.")
+    return device
+
+
+def device_name(device="cpu"):
+    """Human-readable name of the device (GPU name, or the CPU model) recorded in tables and reports."""
+    device = resolve_device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return "CPU " + line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "CPU " + (platform.processor() or platform.machine())
+
+
+def tensorrt_available():
+    """True when TensorRT and a CUDA device both import; the reason string otherwise."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False, "the tensorrt Python package is not installed"
+    if not torch.cuda.is_available():
+        return False, "no CUDA device is visible to torch"
+    return True, ""
+
+
+def resolve_backend(backend="auto", device="cpu"):
+    """Validate a backend name; 'auto' means TensorRT when usable on a CUDA device, else PyTorch."""
+    if backend not in BACKENDS:
+        raise LatencyError(f"unknown latency backend '{backend}'; choose one of {', '.join(BACKENDS)}.")
+    if backend != "auto":
+        return backend
+    if resolve_device(device).type == "cuda" and tensorrt_available()[0]:
+        return "tensorrt"
+    return "pytorch"
+
+
+def _check_precision(precision, device):
+    if precision not in PRECISIONS:
+        raise LatencyError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}.")
+    if precision == "fp16" and device.type != "cuda":
+        raise LatencyError("precision 'fp16' is only timed on CUDA (CPU fp16 convolutions are emulated and "
+                           "meaningless); use precision='bf16' or 'fp32' on CPU.")
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class WallClock:
+    """perf_counter timing with a device synchronisation before reading the clock (CUDA is asynchronous)."""
+
+    def __init__(self, sync=lambda: None):
+        self.sync = sync
+        self._start = 0.0
+
+    def start(self):
+        self.sync()
+        self._start = time.perf_counter()
+
+    def stop(self):
+        self.sync()
+        return time.perf_counter() - self._start
+
+
+class ProcessClock:
+    """CPU time of this process (all its threads). On a machine shared with other jobs, the CPU time of a
+    single-threaded CPU run approximates its latency on an idle machine far better than wall-clock time."""
+
+    def __init__(self):
+        self._start = 0.0
+
+    def start(self):
+        self._start = time.process_time()
+
+    def stop(self):
+        return time.process_time() - self._start
+
+
+CLOCKS = ("wall", "process")
+
+
+def make_clock(name, device, sync=lambda: None):
+    """'wall' (perf_counter + sync, the default) or 'process' (CPU time, CPU devices only)."""
+    if name not in CLOCKS:
+        raise LatencyError(f"unknown clock '{name}'; choose one of {', '.join(CLOCKS)}.")
+    if name == "process":
+        if torch.device(device).type != "cpu":
+            raise LatencyError("clock='process' measures CPU time and only applies to device='cpu'.")
+        return ProcessClock()
+    return WallClock(sync)
+
+
+class CudaEventClock:
+    """CUDA-event timing on one stream (used by the TensorRT backend)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self._events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+
+    def start(self):
+        self._events[0].record(self.stream)
+
+    def stop(self):
+        self._events[1].record(self.stream)
+        self._events[1].synchronize()
+        return self._events[0].elapsed_time(self._events[1]) / 1000.0
+
+
+def time_callable(run, clock=None, warmup=10, iterations=None, calib_s=1.0, budget_s=6.0, repeats=5,
+                  statistic="median"):
+    """Time ``run()`` with the original protocol; returns (median ms, per-repeat ms, iterations).
+
+    Warm-up is ``warmup`` runs (the original: 10), cut short after ``calib_s`` seconds (at least 2 runs) so a
+    network taking seconds per run on a CPU is not warmed for a minute. Calibration starts at one iteration
+    (the original started at 100) and doubles until a batch takes ``calib_s``; the measured iteration count is
+    ``budget_s`` worth of iterations (the original used 6 s), at least ``repeats``. ``statistic``: the median
+    of the repeat groups (default) or their minimum (robust when other jobs share the machine).
+    """
+    clock = clock or WallClock()
+    clock.start()
+    for done in range(1, warmup + 1):
+        run()
+        if done >= 2 and clock.stop() >= calib_s:
+            break
+    if iterations is None:
+        count = 1
+        while True:
+            clock.start()
+            for _ in range(count):
+                run()
+            elapsed = clock.stop()
+            if elapsed >= calib_s:
+                break
+            count *= 2
+        iterations = max(int(count / max(elapsed, 1e-9) * budget_s), repeats)
+    per_repeat = max(iterations // repeats, 1)
+    results = []
+    for _ in range(repeats):
+        clock.start()
+        for _ in range(per_repeat):
+            run()
+        results.append(clock.stop() / per_repeat * 1000.0)
+    if statistic not in ("median", "min"):
+        raise LatencyError(f"unknown statistic '{statistic}'; use 'median' or 'min'.")
+    value = statistics.median(results) if statistic == "median" else min(results)
+    return value, results, per_repeat * repeats
+
+
+def _cast_model(model, device, precision, channels_last):
+    """An eval-mode copy on ``device`` in ``precision`` (the caller's model is left as it was)."""
+    model = copy.deepcopy(model).eval().to(device)
+    if precision == "fp16":
+        model = model.half()
+    elif precision == "bf16":
+        model = model.to(torch.bfloat16)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def make_input(input_size, device="cpu", precision="fp32", channels_last=False, seed=0):
+    """A seeded random input of ``input_size`` (N, C, H, W) in the dtype of ``precision``."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(*input_size, generator=generator)
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    x = x.to(device=device, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def measure_pytorch(model, input_size, device="cpu", precision="fp32", channels_last=False, cuda_graphs=False,
+                    clock="wall", **timing):
+    """Eager PyTorch latency of ``model`` on ``input_size``; ``cuda_graphs`` replays a captured CUDA graph."""
+    device = resolve_device(device)
+    timer = make_clock(clock, device, lambda: _sync(device))
+    _check_precision(precision, device)
+    if cuda_graphs and device.type != "cuda":
+        raise LatencyError("cuda_graphs=True needs device='cuda'; CUDA graphs do not exist on CPU.")
+    if device.type == "cuda":
+        torch.backends.cudnn.enabled = True
+        torch.backends.cudnn.benchmark = True
+    model = _cast_model(model, device, precision, channels_last)
+    x = make_input(input_size, device, precision, channels_last)
+    with torch.no_grad():
+        if cuda_graphs:
+            run = _capture_cuda_graph(model, x, device)
+        else:
+            def run():
+                model(x)
+        median, repeats, iterations = time_callable(run, timer, **timing)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return Timing(median, repeats, iterations, "pytorch", device_name(device), precision)
+
+
+def _capture_cuda_graph(model, x, device):
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            model(x)
+    torch.cuda.current_stream(device).wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        model(x)
+    return graph.replay
+
+
+def _first_output(output):
+    while isinstance(output, (tuple, list)):
+        output = output[0]
+    return output
+
+
+def _failing_operator(message):
+    match = re.search(r"operator '([^']+)'", message) or re.search(r"(aten::[A-Za-z0-9_.]+)", message)
+    return match.group(1) if match else "unknown operator"
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporter's tracer warnings and its graph dumps (a failure is re-raised as one sentence)."""
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
+            contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def export_onnx(model, path, input_size, opset=17, check=True, atol=1e-3, rtol=1e-3):
+    """Export ``model`` (eval, static batch) to ONNX at ``path`` and check ONNX Runtime reproduces PyTorch.
+
+    Uses the TorchScript exporter (``dynamo=False``): the derived networks are plain modules and this exporter
+    needs no extra package. A failed export raises :class:`OnnxExportError` naming the operator.
+    """
+    model = copy.deepcopy(model).eval().cpu()
+    x = make_input(input_size)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with _quiet(), torch.no_grad():
+            torch.onnx.export(model, (x,), tmp, input_names=["input"], output_names=["output"],
+                              opset_version=opset, dynamo=False, do_constant_folding=True)
+    except Exception as error:  # the exporter raises many types; all become one sentence
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise OnnxExportError(f"ONNX export of {type(model).__name__} failed at operator "
+                              f"{_failing_operator(str(error))} (opset {opset}): {str(error).splitlines()[0]}; "
+                              "try another opset or replace that operator.") from error
+    os.replace(tmp, path)
+    if check:
+        check_onnx_output(model, path, x, atol=atol, rtol=rtol)
+    return path
+
+
+def ort_session(path, device="cpu", threads=None):
+    """An ONNX Runtime session on the CPU provider (CUDA provider when asked and installed)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as error:
+        raise BackendUnavailableError("onnxruntime is not installed; pip install onnxruntime.") from error
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    providers = ["CPUExecutionProvider"]
+    if resolve_device(device).type == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise BackendUnavailableError("onnxruntime has no CUDAExecutionProvider here; install "
+                                          "onnxruntime-gpu or use device='cpu'.")
+        providers = ["CUDAExecutionProvider"] + providers
+    return ort.InferenceSession(path, options, providers=providers)
+
+
+def check_onnx_output(model, path, x, atol=1e-3, rtol=1e-3):
+    """Raise when the ONNX model's output differs from PyTorch's beyond tolerance (relative to its scale)."""
+    with torch.no_grad():
+        expected = _first_output(model(x)).float().numpy()
+    got = ort_session(path).run(None, {"input": x.numpy()})[0]
+    scale = max(float(np.abs(expected).max()), 1.0)
+    err = float(np.abs(got - expected).max())
+    if got.shape != expected.shape or err > atol * scale + rtol * scale:
+        raise OnnxExportError(f"the ONNX model {path} differs from PyTorch (max abs diff {err:.3g}, shape "
+                              f"{got.shape} vs {expected.shape}); the export is not trustworthy.")
+    return err
+
+
+def measure_onnxruntime(model, input_size, device="cpu", precision="fp32", onnx_path=None, opset=17, **timing):
+    """Export to ONNX (output checked against PyTorch) and time ONNX Runtime's session.run."""
+    if precision != "fp32":
+        raise LatencyError(f"the onnxruntime backend times fp32 graphs; precision '{precision}' is not supported "
+                           "(int8 comes from tools.latency.fast.quantize_onnx_int8).")
+    with tempfile.TemporaryDirectory() as tmpdir:
+        path = onnx_path or os.path.join(tmpdir, "model.onnx")
+        if onnx_path is None or not os.path.exists(onnx_path):
+            export_onnx(model, path, input_size, opset=opset)
+        return time_onnx_file(path, input_size, device=device, **timing)
+
+
+def time_onnx_file(path, input_size, device="cpu", precision="fp32", clock="wall", threads=None, **timing):
+    """Time an existing ONNX file with ONNX Runtime (used for fp32 and quantised int8 graphs)."""
+    session = ort_session(path, device, threads=threads)
+    feed = {session.get_inputs()[0].name: make_input(input_size).numpy()}
+    median, repeats, iterations = time_callable(lambda: session.run(None, feed), make_clock(clock, device),
+                                                **timing)
+    return Timing(median, repeats, iterations, "onnxruntime", device_name(device), precision)
+
+
+def measure_tensorrt(model, input_size, device="cuda", precision="fp32", opset=17, workspace_gb=1.0, **timing):
+    """Build a TensorRT engine from the ONNX export (8.6 or 10 API) and time it with CUDA events."""
+    ok, why = tensorrt_available()
+    if not ok:
+        raise BackendUnavailableError(f"the tensorrt backend needs TensorRT and a CUDA GPU, but {why}; use "
+                                      "latency_backend='pytorch' (or 'auto', which falls back to it).")
+    if precision not in ("fp32", "fp16"):
+        raise LatencyError(f"TensorRT is timed in fp32 or fp16, not '{precision}'.")
+    device = resolve_device(device)
+    with tempfile.TemporaryDirectory() as tmpdir:
+        path = export_onnx(model, os.path.join(tmpdir, "model.onnx"), input_size, opset=opset)
+        engine = _build_trt_engine(path, precision, workspace_gb)
+    run, stream = _trt_runner(engine, device)
+    median, repeats, iterations = time_callable(run, CudaEventClock(stream), **timing)
+    return Timing(median, repeats, iterations, "tensorrt", device_name(device), precision)
+
+
+def _build_trt_engine(onnx_path, precision, workspace_gb):
+    import tensorrt as trt
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH") and int(trt.__version__.split(".")[0]) < 10:
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    with open(onnx_path, "rb") as handle:
+        if not parser.parse(handle.read()):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise OnnxExportError(f"TensorRT could not parse the ONNX export: {errors}.")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    if precision == "fp16":
+        config.set_flag(trt.BuilderFlag.FP16)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise LatencyError("TensorRT failed to build an engine from the ONNX export (see its log above).")
+    return trt.Runtime(logger).deserialize_cuda_engine(serialized)
+
+
+def _trt_runner(engine, device):
+    """Buffers as torch CUDA tensors; TensorRT 10 uses named tensors, 8.6 uses binding indices."""
+    import tensorrt as trt
+    context = engine.create_execution_context()
+    stream = torch.cuda.Stream(device)
+    buffers = []
+
+    def buffer(shape, trt_dtype):
+        dtype = torch.from_numpy(np.zeros(1, trt.nptype(trt_dtype))).dtype
+        buffers.append(torch.randn(tuple(shape), device=device).to(dtype))
+        return buffers[-1].data_ptr()
+
+    if hasattr(engine, "num_io_tensors"):
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            context.set_tensor_address(name, buffer(engine.get_tensor_shape(name), engine.get_tensor_dtype(name)))
+
+        def run():
+            context.execute_async_v3(stream.cuda_stream)
+    else:
+        bindings = [buffer(engine.get_binding_shape(i), engine.get_binding_dtype(i))
+                    for i in range(engine.num_bindings)]
+
+        def run():
+            context.execute_async_v2(bindings, stream.cuda_stream)
+    run.buffers = buffers
+    return run, stream
+
+
+def measure_latency(model, input_size, backend="auto", device="cpu", precision="fp32", **options):
+    """Latency of ``model`` in ms with the chosen backend; returns a :class:`Timing`."""
+    backend = resolve_backend(backend, device)
+    if backend == "pytorch":
+        return measure_pytorch(model, input_size, device=device, precision=precision, **options)
+    options.pop("channels_last", None)
+    options.pop("cuda_graphs", None)
+    if backend == "onnxruntime":
+        return measure_onnxruntime(model, input_size, device=device, precision=precision, **options)
+    if options.pop("clock", "wall") != "wall":
+        raise LatencyError("the tensorrt backend is timed with CUDA events; clock must be 'wall'.")
+    return measure_tensorrt(model, input_size, device=device, precision=precision, **options)
+
+
+def make_measurer(backend="auto", device="cpu", precision="fp32", **timing):
+    """A ``measure(module, input_size) -> ms`` function for lookup-table misses and table generation."""
+    backend = resolve_backend(backend, device)
+
+    def measure(module, input_size):
+        return measure_latency(module, input_size, backend=backend, device=device, precision=precision,
+                               **timing).latency_ms
+    measure.backend, measure.device, measure.precision = backend, device_name(device), precision
+    return measure

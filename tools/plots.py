@@ -1,0 +1,89 @@
+"""Architecture plots: the operator table and the path/width diagram of derived networks.
+
+Replaces ``plot_op`` and ``plot_path_width`` of the original tools/utils/darts_utils.py (same figures: a
+"Stage / Operator / Scale / #Channel_out" table per branch, and the scale of every layer per branch with the
+widths annotated). Unlike the original, the caller's path lists are not extended in place.
+"""
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt  # noqa: E402
+
+from tools.ops.primitives import PRIMITIVES  # noqa: E402
+
+SCALE_NAMES = {0: "1/8", 1: "1/16", 2: "1/32"}
+BRANCH_STYLES = {2: ("1/32", 2.5, "#000000", "-"), 1: ("1/16", 1.8, "#313131", "--"), 0: ("1/8", 1.2, "#5a5858", "-.")}
+
+
+def op_table_rows(ops, path, widths=(), head_width=None, F_base=12):
+    """Rows [stage, operator, scale, #channel_out] as the original ``plot_op`` lists them."""
+    if widths and len(widths) != len(ops) - 1:
+        raise ValueError(f"plot_op: {len(widths)} widths for {len(ops)} ops; expected len(ops) - 1.")
+    rows = []
+    for idx, op in enumerate(ops):
+        scale = path[idx]
+        base = F_base * 2 ** (scale + 3)
+        if widths:
+            channels = int(base * (widths[idx] if idx < len(widths) else head_width))
+        else:
+            channels = base
+        rows.append([idx + 1, PRIMITIVES[op], SCALE_NAMES[scale], channels])
+    return rows
+
+
+def plot_op(ops, path, width=(), head_width=None, F_base=12):
+    """The operator table of one branch as a matplotlib figure."""
+    rows = op_table_rows(ops, path, list(width), head_width, F_base)
+    fig = plt.figure(figsize=(3, 3))
+    ax = fig.add_subplot(111, frame_on=False)
+    ax.xaxis.set_visible(False)
+    ax.yaxis.set_visible(False)
+    table = ax.table(cellText=rows, colWidths=[0.22, 0.6, 0.25, 0.5],
+                     colLabels=["Stage", "Operator", "Scale", "#Channel_out"], cellLoc="center", loc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(20)
+    table.scale(2, 2)
+    return fig
+
+
+def plot_path_width(lasts, paths, widths):
+    """Scale per layer of each branch (one line per ``last``) with the width of each cell annotated."""
+    if not paths or len(paths) != len(widths) or len(paths) != len(lasts):
+        raise ValueError("plot_path_width needs one path and one width list per entry of lasts.")
+    x_len = max(len(p) + (p[-1] != last) for p, last in zip(paths, lasts))
+    fig, ax = plt.subplots(figsize=(max(x_len, 2), 3))
+    annotations = {}  # (layer, scale, width, down) -> position: a cell shared by branches is labelled once
+    branches = []
+    for offset, (last, path, width) in enumerate(zip(lasts, paths, widths)):
+        path = list(path) + ([last] if path[-1] != last else [])
+        if len(path) != len(width) + 1:
+            raise ValueError(f"branch ending at scale {last}: path has {len(path)} nodes but {len(width)} widths.")
+        branches.append((offset, last, path, width))
+    for offset, last, path, width in branches:
+        label, lw, color, style = BRANCH_STYLES[last]
+        ax.plot(range(len(path)), [2 - s - 0.07 * offset for s in path], label=label, lw=lw, color=color,
+                linestyle=style)
+    for offset, last, path, width in reversed(branches):
+        for idx, value in enumerate(width):
+            down = path[idx + 1] - path[idx]
+            y = 2 - path[idx] - 0.07 * offset + 0.05 - down / 1.7
+            annotations[(idx, path[idx], value, down)] = ((0.35 + idx, y), value)
+    for position, value in annotations.values():
+        ax.annotate("%.2f" % value, position, fontsize=12, color="red")
+    ax.set_xticks(range(x_len))
+    ax.set_xticklabels([str(i + 1) for i in range(x_len)], fontsize=14)
+    ax.set_yticks([0, 1, 2])
+    ax.set_yticklabels(["1/32", "1/16", "1/8"], fontsize=14)
+    ax.set_ylim([-0.4, 2.5])
+    ax.set_ylabel("Scale", fontsize=17)
+    ax.set_xlabel("Layer", fontsize=17)
+    fig.tight_layout()
+    ax.legend(prop={"size": 14}, loc=3)
+    return fig
+
+
+def save_figure(fig, path):
+    """Save a figure as PNG and free it (figures are created in loops over branches/architectures)."""
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
