@@ -35,13 +35,21 @@ C.niters_per_epoch = None      # max(num_train_imgs // 2 // batch_size, 400)
 C.latency_weight = None        # pretrain [0, 0], search [0, 1e-2]
 C.nepochs = None               # pretrain 20, search 30
 C.save = None
-C.unrolled = False
+# (the original's `unrolled` key is gone: its DARTS second-order step never ran, see docs/differences.md S2)
 C.lr_decay = 0.978             # exponential lr decay per epoch (train_search.py)
 C.latency_height = 1024        # resolution of the latency estimate (the original: 1024x2048)
 C.latency_width = 2048
-C.lut_path = ""                # lookup table (project JSON or original .npy); empty: measured on demand
-C.latency_backend = "auto"
-C.resume = False
+C.lut_path = ""                # lookup table (project JSON or original .npy); empty: the published 1080Ti table
+#                                at 1024x2048, else a table measured on demand in the run folder
+C.lut_measure_misses = True    # time table misses with latency_backend (never for .npy / the published table)
+C.lut_budget_s = 1.0           # timing budget per measured table entry (the original: 6 s)
+C.lut_calib_s = 0.2
+C.latency_backend = "auto"     # 'auto' (TensorRT if present, else PyTorch), 'pytorch', 'onnxruntime', 'tensorrt'
+C.precision = "fp32"
+C.arch_plots = True           # TensorBoard operator tables and path/width diagrams of every epoch's networks
+C.fps_source = "table"         # derived networks' FPS per epoch: 'table' (lookup table) or 'backend' (measured)
+C.legacy_latency = False       # True: the original's supernet latency accumulation (bugs B2, B3)
+C.resume = False               # True: continue the newest unfinished run of this `save`; or a run folder
 
 
 def finalize(C, explicit):

@@ -34,15 +34,20 @@ C.batch_size = 12
 C.image_height = 512
 C.image_width = 1024
 C.save = None
-C.is_test = False              # write Cityscapes-submission predictions for the test list
+C.is_test = False              # train on train+val and write test-list submissions periodically (with is_eval: once)
 C.is_eval = False              # evaluate once and stop
-C.eval_path = ""               # run folder with the weights to evaluate
+C.eval_path = ""               # run folder with the weights to evaluate (is_eval; is_eval + is_test: predict test)
 C.aux_weight = 0.2             # loss = OHEM(pred8) + 0.2 * (OHEM(pred16) + OHEM(pred32))
-C.distill_reduction = "mean"   # KLDivLoss reduction of the original (its default)
-C.distill_temperature = 1.0
-C.amp = False
-C.sync_bn = False
-C.resume = False
+C.distill_reduction = "mean"   # the original's KLDivLoss default (mean over N*C*H*W); batchmean, pixelmean, sum
+C.distill_temperature = 1.0    # softening T of both softmaxes, loss x T^2 (1 = the original)
+C.amp = False                  # mixed precision: fp16 + GradScaler on CUDA, bf16 on CPU
+C.sync_bn = False              # SyncBatchNorm under torchrun (CUDA only)
+C.resume = False               # True: continue the newest unfinished run folder of this `save`; or a run folder
+C.val_interval = 10            # validate after the first epoch and every 10 epochs (train.py), and after the last
+C.test_start_epoch = 250       # is_test while training: test predictions every test_interval epochs from here
+C.test_interval = 10
+C.flops_input = [1024, 2048]   # input (H, W) at which params/FLOPs are logged (train.py: 1024x2048)
+C.plots = True                 # ops-table and path-width PNGs of the derived networks in the run folder
 
 
 def finalize(C, explicit):

@@ -1,0 +1,100 @@
+"""train/predict.py and tools/engine/predictor.py: images, folders and videos in, colour masks and overlays out."""
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from tests.train_helpers import street_scene
+from tools.config import load_config
+from tools.data.datasets import read_image
+from tools.data.fileio import write_png
+from tools.data.labels import cityscapes_labels
+from tools.data.visualize import colorize
+from tools.engine.predictor import PredictInputError, collect_inputs, load_predictor, predict_inputs
+from tools.engine.train_run import build_network
+from tools.engine.weights import save_weights
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PALETTE = {tuple(c) for c in cityscapes_labels().colors}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A student weights file (untrained, Kaiming init), two images in a folder, one odd-sized image, a video."""
+    root = tmp_path_factory.mktemp("predict")
+    config = load_config("train", ["device='cpu'", "eval_flip=False"])
+    torch.manual_seed(0)
+    save_weights(build_network(config, 1, 1, "cpu"), str(root / "run"), 1)
+    rng = np.random.default_rng(0)
+    for index in range(2):
+        write_png(str(root / "folder" / f"street{index}.png"), street_scene(rng, 64, 128)[0])
+    write_png(str(root / "odd.jpg"), street_scene(rng, 50, 70)[0])
+    writer = cv2.VideoWriter(str(root / "drive.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (128, 64))
+    for _ in range(3):
+        writer.write(street_scene(rng, 64, 128)[0][:, :, ::-1].copy())
+    writer.release()
+    return root, config
+
+
+def test_images_folders_and_videos_give_masks_and_overlays(files, tmp_path):
+    root, config = files
+    predictor, weights = load_predictor(config, str(root / "run"))
+    assert weights.endswith("weights1.pt")
+    written = predict_inputs(predictor, [str(root / "folder"), str(root / "odd.jpg"), str(root / "drive.mp4")],
+                             str(tmp_path), save_ids=True, progress=False)
+    names = sorted(os.path.basename(p) for p in written)
+    assert names == sorted(["street0_mask.png", "street0_overlay.png", "street0_trainIds.png", "street1_mask.png",
+                            "street1_overlay.png", "street1_trainIds.png", "odd_mask.png", "odd_overlay.png",
+                            "odd_trainIds.png", "drive_mask.mp4", "drive_overlay.mp4"])
+    mask = read_image(str(tmp_path / "odd_mask.png"))
+    assert mask.shape == (50, 70, 3)                               # any size: padded to 32 and cropped back
+    assert {tuple(c) for c in mask.reshape(-1, 3)} <= PALETTE
+    ids = cv2.imread(str(tmp_path / "street0_trainIds.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(read_image(str(tmp_path / "street0_mask.png")), colorize(ids, cityscapes_labels().colors))
+    video = cv2.VideoCapture(str(tmp_path / "drive_overlay.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 3 and int(video.get(cv2.CAP_PROP_FRAME_WIDTH)) == 128
+    video.release()
+
+
+def test_prediction_is_the_evaluators(files):
+    root, config = files
+    predictor, _ = load_predictor(config, str(root / "run" / "weights1.pt"))
+    image = read_image(str(root / "folder" / "street0.png"))
+    pred, mask, blended = predictor.predict(image)
+    assert np.array_equal(pred, predictor.evaluator.predict(image).astype(np.uint8))
+    assert pred.shape == image.shape[:2] and mask.shape == blended.shape == image.shape
+
+
+def test_command_line(files, tmp_path):
+    root, _ = files
+    command = [sys.executable, os.path.join(REPO, "train", "predict.py"), "--weights", str(root / "run"),
+               "--input", str(root / "odd.jpg"), "--output", str(tmp_path), "--quiet", "device='cpu'",
+               "eval_flip=False"]
+    completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "2 files from" in completed.stdout and os.path.isfile(tmp_path / "odd_overlay.png")
+
+
+@pytest.mark.parametrize("inputs, words", [
+    (["/nonexistent.png"], "input /nonexistent.png does not exist"),
+    ([os.path.abspath(__file__)], "is neither an image"),
+    ([], "no input given"),
+])
+def test_bad_inputs_are_one_sentence(inputs, words):
+    with pytest.raises(PredictInputError, match=words):
+        collect_inputs(inputs)
+
+
+def test_empty_folder_and_missing_weights(tmp_path, files):
+    _, config = files
+    with pytest.raises(PredictInputError, match="holds no images"):
+        collect_inputs([str(tmp_path)])
+    with pytest.raises(PredictInputError, match="holds neither weights1.pt nor weights0.pt"):
+        load_predictor(config, str(tmp_path))
+    with pytest.raises(PredictInputError, match="cannot tell teacher from student"):
+        (tmp_path / "model.pt").write_bytes(b"")
+        load_predictor(config, str(tmp_path / "model.pt"))

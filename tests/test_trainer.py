@@ -1,0 +1,155 @@
+"""tools/engine/trainer.py: the original's loss, optimizer and schedule; distillation only with a teacher;
+the teacher never changes; AMP; a non-finite loss stops and saves."""
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+from easydict import EasyDict
+
+from tests.train_helpers import StandIn, fixed_batch
+from tools.distill import DistillationLoss
+from tools.engine.trainer import (NonFiniteLossError, Trainer, adjust_learning_rate, build_criterion,
+                                  build_optimizer, init_weight, segmentation_loss)
+from tools.losses import ProbOhemCrossEntropy2d
+
+CONFIG = EasyDict(lr=0.01, momentum=0.9, weight_decay=5e-4, image_height=16, image_width=16, gt_down_sampling=1,
+                  ignore_label=255)
+
+
+def make_trainer(teacher=None, amp=False, model=None, nan_path=None):
+    model = model or StandIn()
+    criterion = build_criterion(CONFIG, batch_per_process=2)
+    distill = DistillationLoss() if teacher is not None else None
+    return Trainer(model, build_optimizer(model, CONFIG), criterion, "cpu", teacher=teacher, distill=distill,
+                   amp=amp, num_classes=4, show_progress=False, nan_path=nan_path)
+
+
+def test_criterion_is_the_original_ohem_with_train_py_min_kept():
+    criterion = build_criterion(EasyDict(CONFIG, image_height=512, image_width=1024), batch_per_process=12)
+    assert isinstance(criterion, ProbOhemCrossEntropy2d)
+    assert (criterion.thresh, criterion.min_kept, criterion.ignore_label) == (0.7, 12 * 512 * 1024 // 16, 255)
+
+
+def test_loss_is_ohem8_plus_0_2_times_aux_losses():
+    outputs = tuple(torch.randn(2, 4, 16, 16) for _ in range(3))
+    target = torch.randint(0, 4, (2, 16, 16))
+    criterion = ProbOhemCrossEntropy2d(ignore_label=255, thresh=0.7, min_kept=32)
+    expected = criterion(outputs[0], target) + 0.2 * criterion(outputs[1], target) + 0.2 * criterion(outputs[2],
+                                                                                                      target)
+    assert segmentation_loss(outputs, target, criterion).item() == pytest.approx(expected.item(), rel=1e-6)
+    no_aux = segmentation_loss((outputs[0], None, None), target, criterion)
+    assert no_aux.item() == pytest.approx(criterion(outputs[0], target).item(), rel=1e-6)
+
+
+def test_optimizer_is_sgd_with_the_original_settings_and_lr_decays_by_0_992():
+    optimizer = build_optimizer(StandIn(), CONFIG)
+    group = optimizer.param_groups[0]
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.01, 0.9, 5e-4)
+    for _ in range(3):
+        adjust_learning_rate(optimizer, 0.992)
+    assert group["lr"] == pytest.approx(0.01 * 0.992 ** 3, rel=1e-12)
+
+
+def test_init_weight_is_kaiming_fan_in_and_resets_batchnorm():
+    model = nn.Sequential(nn.Conv2d(64, 256, 3), nn.BatchNorm2d(256))
+    nn.init.constant_(model[1].weight, 5.0)
+    init_weight(model, bn_eps=1e-3, bn_momentum=0.05)
+    assert model[0].weight.std().item() == pytest.approx((2.0 / (64 * 9)) ** 0.5, rel=0.05)
+    assert torch.all(model[1].weight == 1) and torch.all(model[1].bias == 0)
+    assert (model[1].eps, model[1].momentum) == (1e-3, 0.05)
+
+
+def test_teacher_mode_has_no_distillation_term():
+    trainer = make_trainer()
+    images, target = fixed_batch()
+    result = trainer.train_step(images, target)
+    assert result["kl"] is None and result["teacher"] is None
+    assert result["loss"] == pytest.approx(result["seg"])
+
+
+def test_student_mode_adds_the_kl_to_the_frozen_teacher_which_never_changes():
+    torch.manual_seed(1)
+    teacher = StandIn()
+    teacher.train()                                # Trainer must put it in eval mode itself
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    trainer = make_trainer(teacher=teacher)
+    assert all(id(p) not in {id(q) for q in teacher.parameters()}
+               for g in trainer.optimizer.param_groups for p in g["params"])
+    images, target = fixed_batch()
+    student_before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    result = trainer.train_step(images, target)
+    teacher_out = teacher(images)
+    trainer.model.load_state_dict(student_before)
+    trainer.model.train()
+    expected_kl = DistillationLoss()(trainer.model(images)[0], teacher_out)
+    assert result["kl"] == pytest.approx(expected_kl.item(), rel=1e-5) and result["kl"] > 0
+    assert result["loss"] == pytest.approx(result["seg"] + result["kl"], rel=1e-6)
+    for _ in range(2):
+        trainer.train_step(images, target)
+    assert not teacher.training
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())  # BN stats too
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_loss_goes_down_on_a_fixed_batch():
+    trainer = make_trainer()
+    for group in trainer.optimizer.param_groups:
+        group["lr"] = 0.1
+    images, target = fixed_batch(size=(8, 8))
+    losses = [trainer.train_step(images, target)["loss"] for _ in range(30)]
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_train_epoch_returns_mean_loss_and_train_miou_per_network():
+    teacher = StandIn()
+    trainer = make_trainer(teacher=teacher)
+    batches = [fixed_batch(seed=s) for s in range(3)]
+    stats = trainer.train_epoch([{"data": x, "label": y} for x, y in batches], epoch=0, niters=3,
+                                arch_indices=(0, 1))
+    assert set(stats["mIoU"]) == {0, 1} and all(0 <= v <= 1 for v in stats["mIoU"].values())
+    assert stats["loss"] > 0
+
+
+def test_short_loader_is_one_clear_sentence():
+    trainer = make_trainer()
+    with pytest.raises(RuntimeError, match="ran out after 1 batches in epoch 1"):
+        trainer.train_epoch([fixed_batch()], epoch=0, niters=2)
+
+
+def test_amp_on_cpu_trains_in_bf16_without_a_scaler():
+    trainer = make_trainer(amp=True)
+    assert not trainer.scaler.is_enabled()
+    images, target = fixed_batch()
+    result = trainer.train_step(images, target)
+    assert result["pred8"].dtype == torch.bfloat16 and torch.isfinite(torch.tensor(result["loss"]))
+
+
+def test_nonfinite_loss_stops_saves_the_weights_before_the_step_and_names_the_iteration(tmp_path):
+    model = StandIn()
+    trainer = make_trainer(model=model, nan_path=lambda it: str(tmp_path / f"nonfinite_iter{it}.pt"))
+    with torch.no_grad():
+        model.heads8.bias.fill_(float("nan"))
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    images, target = fixed_batch()
+    with pytest.raises(NonFiniteLossError, match=r"became nan at iteration 17;.*nonfinite_iter17\.pt"):
+        trainer.train_step(images, target, iteration=17)
+    saved = torch.load(tmp_path / "nonfinite_iter17.pt", weights_only=True)
+    assert saved["iteration"] == 17
+    assert all(torch.equal(saved["model"][k], v) or torch.isnan(v).any() for k, v in before.items())
+    assert all(torch.equal(p, before[k]) or torch.isnan(p).any() for k, p in model.named_parameters())  # no step
+
+
+def test_state_dict_round_trip_restores_model_optimizer_and_scaler():
+    trainer = make_trainer()
+    images, target = fixed_batch()
+    trainer.train_step(images, target)
+    state = trainer.state_dict()
+    other = make_trainer()
+    other.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(trainer.model.state_dict().values(),
+                                                 other.model.state_dict().values()))
+    a, b = trainer.train_step(images, target), other.train_step(images, target)
+    assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)
+    assert os.environ.get("RANK") is None

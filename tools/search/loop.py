@@ -1,0 +1,448 @@
+"""The pretrain / search run of search/train_search.py: set-up, epochs, validation, saving and resume.
+
+Replaces ``main()`` of the original search/train_search.py with the same work flow and defaults:
+
+* ``pretrain=True``: Kaiming-initialised supernet, weights trained on the first half of train with the
+  sandwich loss, no architecture step; after every epoch the five heads' mIoU at 'min', 'max' and 'random'
+  widths; ``weights.pt``.
+* ``pretrain="<pretrain run folder>"``: its ``weights.pt`` loaded by name and shape; every step one architecture
+  step on the second half and one weight step on the first; after every epoch, per architecture, the five
+  heads' mIoU, the derived networks' latency/FPS for lasts [2,0]/[2,1], the objective, the adaptive latency
+  weight; ``weights.pt``, ``arch_{idx}.pt`` and ``arch_{idx}_{epoch}.pt``. (``pretrain=False`` searches from
+  a Kaiming initialisation.)
+* folders ``search-<save>-YYYYMMDD-HHMMSS`` under ``output_root``, ``log.txt``, TensorBoard, tqdm.
+
+Beyond the original: the run folder also holds ``config.json`` and, while the run is unfinished,
+``checkpoint.pt`` (model, arch parameters, optimizers, lr schedule, latency weights, loaders and RNG states),
+written atomically after every epoch; ``resume=True`` (the newest unfinished run of this ``save`` name) or
+``resume=<folder>`` continues it and gives the same numbers as an uninterrupted run. A finished run (``DONE``)
+is never written to again. The data split is drawn from the seed (the original shuffled with the unseeded
+``random``), and bad input (missing pretrain folder, a supernet config that does not match the pretrained
+weights, a train list too small for two halves) is one sentence.
+"""
+import json
+import os
+import random
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from tools.data.datasets import dataset_from_config, read_file_list
+from tools.data.loader import get_train_loader
+from tools.engine.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from tools.engine.distributed import resolve_device
+from tools.engine.run import create_run_dir, get_logger, is_done, mark_done, run_name, summary_writer
+from tools.losses import ProbOhemCrossEntropy2d, ohem_min_kept
+from tools.models.supernet import Network_Multi_Path
+from tools.search.arch_log import ArchReport, arch_latencies, arch_name, log_report, save_arch_files
+from tools.search.architect import Architect, RngIsolatedTable, adapt_latency_weights
+from tools.search.steps import lr_scheduler, train_epoch, weight_optimizer
+from tools.search.validate import HEAD_NAMES, evaluate_heads
+
+CHECKPOINT_NAME = "checkpoint.pt"
+WEIGHTS_NAME = "weights.pt"
+CONFIG_NAME = "config.json"
+# Keys that decide the supernet's parameters: a search must use the pretraining run's values.
+SUPERNET_KEYS = ("num_classes", "layers", "Fch", "width_mult_list", "prun_modes", "stem_head_width")
+# Keys a resumed run must share with the interrupted one (besides SUPERNET_KEYS).
+RESUME_KEYS = SUPERNET_KEYS + ("pretrain", "batch_size", "image_height", "image_width", "niters_per_epoch",
+                               "train_portion", "seed", "latency_height", "latency_width")
+
+
+class SearchSetupError(ValueError):
+    """A pretrain/search setting that cannot work; the message names the key or file and what to do."""
+
+
+def is_pretraining(config):
+    return config.pretrain is True
+
+
+def _plain(value):
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def config_snapshot(config):
+    """JSON-able copy of the config (tuples as lists), as written to ``config.json``."""
+    return {key: _plain(value) for key, value in config.items() if isinstance(value, (bool, int, float, str,
+                                                                                       list, tuple, type(None)))}
+
+
+def check_config(config):
+    """Settings that cannot work, found before anything is built (one sentence each)."""
+    from tools.search.arch_log import FPS_SOURCES
+    if not isinstance(config.pretrain, (bool, str)):
+        raise SearchSetupError(f"pretrain={config.pretrain!r} must be True (pretrain the supernet), a pretraining "
+                               f"run folder (search from it) or False (search from a random initialisation).")
+    if config.fps_source not in FPS_SOURCES:
+        raise SearchSetupError(f"fps_source={config.fps_source!r} is unknown; use one of {FPS_SOURCES}.")
+    if not 0 < config.train_portion < 1:
+        raise SearchSetupError(f"train_portion={config.train_portion} must be between 0 and 1 (the original: 0.5).")
+    if config.batch_size < 1 or config.niters_per_epoch < 1 or config.nepochs < 1:
+        raise SearchSetupError("batch_size, niters_per_epoch and nepochs must all be at least 1.")
+
+
+# ---- model, criterion, pretrained weights -------------------------------------------------------------------
+def build_criterion(config):
+    """ProbOhemCrossEntropy2d(ignore 255, thresh 0.7, min_kept from train_search.py's formula)."""
+    min_kept = ohem_min_kept(config.batch_size, config.image_height, config.image_width, config.gt_down_sampling)
+    return ProbOhemCrossEntropy2d(ignore_label=config.ignore_label, thresh=0.7, min_kept=min_kept,
+                                  use_weight=False)
+
+
+def build_supernet(config, criterion=None, device="cpu"):
+    """The supernet of the config on ``device``; Kaiming init unless it will be loaded from a pretraining."""
+    model = Network_Multi_Path(config.num_classes, config.layers, criterion, Fch=config.Fch,
+                               width_mult_list=config.width_mult_list, prun_modes=config.prun_modes,
+                               stem_head_width=config.stem_head_width)
+    if not isinstance(config.pretrain, str):
+        model.init_weights(config.bn_eps, config.bn_momentum)
+    return model.to(device)
+
+
+def check_pretrain_config(folder, config):
+    """Compare the supernet keys with the pretraining run's config.json (when it has one)."""
+    path = os.path.join(folder, CONFIG_NAME)
+    if not os.path.isfile(path):
+        return
+    with open(path) as handle:
+        saved = json.load(handle)
+    for key in SUPERNET_KEYS:
+        if key in saved and _plain(saved[key]) != _plain(config[key]):
+            raise SearchSetupError(f"pretrain folder {folder} was pretrained with {key}={saved[key]!r} but this "
+                                   f"search uses {key}={config[key]!r}; search with the pretraining's {key} "
+                                   f"(or pretrain again with this one).")
+
+
+def load_pretrained(model, folder, config=None):
+    """Load ``folder/weights.pt`` by name and shape (the original's rule), refusing a different supernet."""
+    if not os.path.isdir(folder):
+        raise SearchSetupError(f"pretrain folder {folder!r} does not exist; run the pretraining first "
+                               f"(python search/train_search.py pretrain=True) and pass its run folder.")
+    path = os.path.join(folder, WEIGHTS_NAME)
+    if not os.path.isfile(path):
+        raise SearchSetupError(f"pretrain folder {folder} holds no {WEIGHTS_NAME}; it is written after the first "
+                               f"pretraining epoch (python search/train_search.py pretrain=True).")
+    if config is not None:
+        check_pretrain_config(folder, config)
+    partial = load_checkpoint(path, produced_by="the pretraining (search/train_search.py pretrain=True)")
+    state = model.state_dict()
+    mismatched = [k for k in state if k not in partial or tuple(partial[k].shape) != tuple(state[k].shape)]
+    if mismatched:
+        example = mismatched[0]
+        found = tuple(partial[example].shape) if example in partial else "absent"
+        raise SearchSetupError(f"{path} does not fit this supernet: {len(mismatched)} of {len(state)} tensors are "
+                               f"missing or mis-shaped (e.g. {example}: {found} in the file, "
+                               f"{tuple(state[example].shape)} here); use the layers, Fch, width_mult_list and "
+                               f"stem_head_width of the pretraining run.")
+    state.update({k: v for k, v in partial.items() if k in state})
+    model.load_state_dict(state)
+    return model
+
+
+# ---- data -------------------------------------------------------------------------------------------------
+def split_indices(config):
+    """A seeded shuffle of the train list's indices; the loaders take its first / second ``train_portion``."""
+    num = len(read_file_list(config.train_source))
+    first = int(np.floor(config.train_portion * num))
+    if first < 1 or num - first < 1:
+        raise SearchSetupError(f"train list {config.train_source} has {num} image(s): too few to split into two "
+                               f"non-empty halves with train_portion={config.train_portion}; add images (at least 2).")
+    index_select = list(range(num))
+    random.Random(config.seed).shuffle(index_select)
+    return index_select
+
+
+def make_loaders(config, index_select):
+    """(model loader: first portion, arch loader: the rest), each ``batch_size * niters_per_epoch`` items."""
+    loader_model, _ = get_train_loader(config, portion=config.train_portion, index_select=index_select,
+                                       seed=config.seed)
+    loader_arch, _ = get_train_loader(config, portion=config.train_portion - 1, index_select=index_select,
+                                      seed=config.seed + 1)
+    return loader_model, loader_arch
+
+
+def loader_state(loader):
+    state = {"generator": loader.generator.get_state()}
+    rng = getattr(getattr(loader.dataset, "preprocess", None), "rng", None)
+    if rng is not None:
+        version, internal, gauss = rng.getstate()
+        state["transform"] = [version, list(internal), gauss]
+    return state
+
+
+def set_loader_state(loader, state):
+    loader.generator.set_state(state["generator"])
+    rng = getattr(getattr(loader.dataset, "preprocess", None), "rng", None)
+    if rng is not None and "transform" in state:
+        version, internal, gauss = state["transform"]
+        rng.setstate((version, tuple(internal), gauss))
+
+
+# ---- latency table ------------------------------------------------------------------------------------------
+def open_latency_table(config, device, run_dir=None):
+    """The lookup table at the latency resolution: ``lut_path`` (project JSON or original .npy), else the
+    published 1080Ti table at 1024x2048, else a table measured on demand and saved in the run folder."""
+    from tools.latency.table import PUBLISHED_RESOLUTION, table_for
+    resolution = (int(config.latency_height), int(config.latency_width))
+    if not config.lut_path and resolution == PUBLISHED_RESOLUTION:
+        return table_for(resolution)
+    path = config.lut_path or (os.path.join(run_dir, "latency_lookup_table.json") if run_dir else "")
+    measure = bool(config.lut_measure_misses) and not str(path).endswith(".npy")
+    table = table_for(resolution, path, measure=measure, backend=config.latency_backend,
+                      device="cuda" if device.type == "cuda" else "cpu", precision=config.precision,
+                      budget_s=config.lut_budget_s, calib_s=config.lut_calib_s)
+    if table is None:
+        raise SearchSetupError(f"no latency lookup table for {resolution[0]}x{resolution[1]}: give lut_path=<table "
+                               f"made by latency/latency_lookup_table.py> or allow lut_measure_misses=True.")
+    return table
+
+
+# ---- run folder and resume ----------------------------------------------------------------------------------
+def run_prefix(config):
+    return f"search-{config.save}-"
+
+
+def unused_name(root, name):
+    candidate, number = name, 1
+    while os.path.exists(os.path.join(root, candidate)):
+        number += 1
+        candidate = f"{name}-{number}"
+    return candidate
+
+
+def find_resume_dir(config):
+    """``resume=<folder>``: it; ``resume=True``: the newest unfinished run of this ``save`` with a checkpoint."""
+    if isinstance(config.resume, str):
+        folder = config.resume
+        if is_done(folder):
+            raise SearchSetupError(f"run {folder} already finished (it has a DONE marker) and is never "
+                                   f"overwritten; start a new run with resume=False.")
+        if not os.path.isfile(os.path.join(folder, CHECKPOINT_NAME)):
+            raise SearchSetupError(f"resume={folder!r} holds no {CHECKPOINT_NAME}; give the folder of an "
+                                   f"interrupted search/pretrain run (or resume=True for the newest one).")
+        return folder
+    root = config.output_root
+    names = sorted(n for n in os.listdir(root) if n.startswith(run_prefix(config))) if os.path.isdir(root) else []
+    for name in reversed(names):
+        folder = os.path.join(root, name)
+        if not is_done(folder) and os.path.isfile(os.path.join(folder, CHECKPOINT_NAME)):
+            return folder
+    raise SearchSetupError(f"resume=True but {root} holds no unfinished run named {run_prefix(config)}* with a "
+                           f"{CHECKPOINT_NAME}; start a new run with resume=False.")
+
+
+def check_resume_config(saved, config, folder):
+    for key in RESUME_KEYS:
+        if key in saved and _plain(saved[key]) != _plain(config.get(key)):
+            raise SearchSetupError(f"run {folder} was started with {key}={saved[key]!r} but this invocation has "
+                                   f"{key}={config.get(key)!r}; resume with the same config.")
+
+
+def restore_zero_grads(model, indices):
+    """Give the parameters that had a ``.grad`` when the checkpoint was written a zero one again: with
+    ``zero_grad(set_to_none=False)`` (torch 1.x, the original) they keep receiving weight decay and momentum."""
+    wanted = set(indices)
+    for i, p in enumerate(model.parameters()):
+        if i in wanted and p.grad is None:
+            p.grad = torch.zeros_like(p)
+
+
+# ---- the run ----------------------------------------------------------------------------------------------
+def run(config, table=None, progress=True):
+    """Entry point of search/train_search.py; returns the run folder. ``table`` overrides the lookup table."""
+    return SearchRun(config, table=table, progress=progress).execute()
+
+
+class SearchRun:
+    """State of one pretrain/search invocation: model, architect, optimizers, loaders, folder, history."""
+
+    def __init__(self, config, table=None, progress=True):
+        check_config(config)
+        self.config = config
+        self.progress = progress
+        self.pretrain = config.pretrain
+        self.searching = not is_pretraining(config)
+        self.device = resolve_device(config.device)
+        if config.resume:
+            self.run_dir = find_resume_dir(config)
+        else:
+            os.makedirs(config.output_root, exist_ok=True)
+            name = unused_name(config.output_root, run_name("search", config.save))
+            self.run_dir = create_run_dir(config.output_root, name)
+        self.logger = get_logger(self.run_dir)
+        self.writer = summary_writer(self.run_dir)
+        self._seed(config.seed)
+        self.model = build_supernet(config, build_criterion(config), self.device)
+        if isinstance(config.pretrain, str):
+            load_pretrained(self.model, config.pretrain, config)
+        self.optimizer = weight_optimizer(self.model, config.lr, config.momentum, config.weight_decay)
+        self.scheduler = lr_scheduler(self.optimizer, config.lr_decay)
+        if self.searching and table is None:
+            table = open_latency_table(config, self.device, self.run_dir)
+        self.table = RngIsolatedTable(table) if table is not None else None
+        self.architect = None
+        if self.searching:
+            self.architect = Architect(self.model, config.latency_weight, self.table,
+                                       (3, config.latency_height, config.latency_width), config.arch_learning_rate,
+                                       legacy_latency=config.legacy_latency)
+        self.loader_model, self.loader_arch = make_loaders(config, split_indices(config))
+        self.val_set = dataset_from_config(config, "val")
+        self.history = {"mIoU": [], "fps": [], "latency_weight": [], "latency_supernet": [], "loss": []}
+        self.start_epoch = 0
+
+    @staticmethod
+    def _seed(seed):
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        if torch.cuda.is_available():
+            torch.cuda.manual_seed(seed)
+
+    # ---- orchestration ----------------------------------------------------------------------------------
+    def execute(self):
+        config = self.config
+        if config.resume:
+            self.restore()
+        else:
+            self._write_config()
+            self.logger.info("args = %s", json.dumps(config_snapshot(config), sort_keys=True))
+            n_params = sum(p.numel() for p in self.model.weight_parameters())
+            self.logger.info("params = %.3fM (weights), arch params = %d", n_params / 1e6,
+                             sum(p.numel() for p in self.model.arch_parameters()))
+            if self.searching:
+                for idx, weight in enumerate(self.architect.latency_weight):
+                    self.writer.add_scalar(f"arch/latency_weight_{arch_name(idx)}", weight, 0)
+                    self.logger.info("arch_latency_weight_%s = %s", arch_name(idx), weight)
+        bar = tqdm(range(self.start_epoch, config.nepochs), ncols=80, disable=not self.progress)
+        for epoch in bar:
+            bar.set_description(f"[Epoch {epoch + 1}/{config.nepochs}][train...]")
+            self.train_one_epoch(epoch)
+            bar.set_description(f"[Epoch {epoch + 1}/{config.nepochs}][validation...]")
+            self.end_of_epoch(epoch)
+        self.finish()
+        return self.run_dir
+
+    def train_one_epoch(self, epoch):
+        self.logger.info("pretrain: %s | run: %s", self.pretrain, self.run_dir)
+        self.logger.info("lr: %s | update arch: %s", self.optimizer.param_groups[0]["lr"], self.searching)
+        stats = train_epoch(self.model, self.optimizer, self.loader_model, self.config.niters_per_epoch,
+                            self.pretrain, self.config.grad_clip, self.device, architect=self.architect,
+                            loader_arch=self.loader_arch, writer=self.writer, epoch=epoch, progress=self.progress)
+        self.scheduler.step()
+        self.history["loss"].append(stats.mean_loss)
+        self.logger.info("Epoch %d: mean train loss %.4f%s", epoch, stats.mean_loss,
+                         f", mean arch loss {stats.mean_loss_arch:.4f}" if self.searching else "")
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def end_of_epoch(self, epoch):
+        with torch.no_grad():
+            if self.searching:
+                reports = self.validate_search(epoch)
+            else:
+                self.validate_pretrain(epoch)
+        save_checkpoint({k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                        os.path.join(self.run_dir, WEIGHTS_NAME))
+        if self.searching:
+            save_arch_files(self.model, reports, self.run_dir, epoch)
+            self.adapt_latency_weights(reports, epoch)
+        self.save(epoch + 1)
+
+    def validate_pretrain(self, epoch):
+        """mIoU of the five heads at 'min' widths, then 'max' and 'random' (when there are several widths)."""
+        modes = ["min"] + (["max", "random"] if len(self.model._width_mult_list) > 1 else [])
+        record = {}
+        for mode in modes:
+            self.model.prun_mode = mode
+            mious = self._evaluate()
+            record[mode] = mious
+            for head, miou in zip(HEAD_NAMES, mious):
+                self.writer.add_scalar(f"mIoU/val_{mode}_{head}", miou, epoch)
+                self.logger.info("Epoch %d: valid_mIoU_%s_%s %.3f", epoch, mode, head, miou)
+        self.history["mIoU"].append(record)
+
+    def validate_search(self, epoch):
+        """Per architecture: five-head mIoU, derived networks' latency for lasts [2,0]/[2,1], plots."""
+        config = self.config
+        reports = []
+        self.model.prun_mode = None
+        for idx in range(len(self.model._arch_names)):
+            self.model.arch_idx = idx
+            mious = self._evaluate()
+            lat02, lat12, net = arch_latencies(self.model, idx, (3, config.latency_height, config.latency_width),
+                                               self.table, config.fps_source, backend=config.latency_backend,
+                                               device=self.device.type, precision=config.precision)
+            report = ArchReport(idx, mious, lat02, lat12, net if config.arch_plots else None)
+            log_report(self.writer, self.logger, report, epoch, config.Fch, self.architect.latency_weight[idx])
+            report.network = None
+            reports.append(report)
+        self.history["mIoU"].append([r.mIoUs for r in reports])
+        self.history["fps"].append([[r.fps0, r.fps1] for r in reports])
+        self.history["latency_supernet"].append(self.architect.latency_supernet)
+        self.history["latency_weight"].append(list(self.architect.latency_weight))
+        return reports
+
+    def _evaluate(self):
+        return evaluate_heads(self.model, self.val_set, self.config, self.device, progress=False)
+
+    def adapt_latency_weights(self, reports, epoch):
+        architect = self.architect
+        architect.latency_weight = adapt_latency_weights(architect.latency_weight, [[r.fps0, r.fps1] for r in reports],
+                                                         self.config.FPS_min, self.config.FPS_max)
+        for idx, weight in enumerate(architect.latency_weight):
+            if self.config.latency_weight[idx] > 0:
+                self.writer.add_scalar(f"arch/latency_weight_{arch_name(idx)}", weight, epoch + 1)
+                self.logger.info("arch_latency_weight_%s = %s", arch_name(idx), weight)
+
+    # ---- persistence ------------------------------------------------------------------------------------
+    def _write_config(self):
+        with open(os.path.join(self.run_dir, CONFIG_NAME), "w") as handle:
+            json.dump(config_snapshot(self.config), handle, indent=1, sort_keys=True)
+
+    def save(self, next_epoch):
+        """checkpoint.pt: everything needed to continue at ``next_epoch`` exactly (atomic write)."""
+        state = {
+            "epoch": int(next_epoch),
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "architect": self.architect.state_dict() if self.architect is not None else None,
+            "loaders": [loader_state(self.loader_model), loader_state(self.loader_arch)],
+            "rng": rng_state(),
+            "grad_allocated": [i for i, p in enumerate(self.model.parameters()) if p.grad is not None],
+            "history": self.history,
+            "config": config_snapshot(self.config),
+        }
+        save_checkpoint(state, os.path.join(self.run_dir, CHECKPOINT_NAME))
+
+    def restore(self):
+        path = os.path.join(self.run_dir, CHECKPOINT_NAME)
+        state = load_checkpoint(path, map_location="cpu")
+        if not isinstance(state, dict) or "epoch" not in state:
+            raise CheckpointError(f"checkpoint {path} is not a search checkpoint; start a new run with resume=False.")
+        check_resume_config(state.get("config", {}), self.config, self.run_dir)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.architect is not None and state["architect"] is not None:
+            self.architect.load_state_dict(state["architect"])
+        set_loader_state(self.loader_model, state["loaders"][0])
+        set_loader_state(self.loader_arch, state["loaders"][1])
+        set_rng_state(state["rng"])
+        restore_zero_grads(self.model, state.get("grad_allocated", []))
+        self.history = state["history"]
+        self.start_epoch = int(state["epoch"])
+        self.logger.info("resumed %s at epoch %d", self.run_dir, self.start_epoch)
+
+    def finish(self):
+        if self.table is not None and getattr(self.table, "path", None) and getattr(self.table, "misses", None):
+            self.table.save()
+        self.writer.close()
+        mark_done(self.run_dir)
+        checkpoint = os.path.join(self.run_dir, CHECKPOINT_NAME)
+        if os.path.exists(checkpoint):
+            os.remove(checkpoint)
+        self.logger.info("finished: %s", self.run_dir)
