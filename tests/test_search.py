@@ -244,6 +244,9 @@ def test_train_list_too_small_for_two_halves(demo_root, tmp_path):
     config = tiny_config(demo_root, tmp_path, train_source=str(one))
     with pytest.raises(SearchSetupError, match="1 image.*too few to split into two"):
         split_indices(config)
+    with pytest.raises(SearchSetupError, match="too few to split"):
+        run(config, table=synthetic_table(), progress=False)
+    assert not [name for name in os.listdir(tmp_path) if name.startswith("search-")]   # no run folder made
     indices = split_indices(tiny_config(demo_root, tmp_path))
     assert sorted(indices) == list(range(len(lines))) and indices == split_indices(tiny_config(demo_root, tmp_path))
 
@@ -254,3 +257,15 @@ def test_tiny_preset_keeps_the_original_defaults():
     assert (pre.lr, pre.latency_weight, pre.batch_size, pre.image_height) == (2e-2, [0, 0], 2, 64)
     assert (search.lr, search.latency_weight, search.save) == (1e-2, [0, 1e-2], "64x128_F3.L6_batch2")
     assert load_config("configs/search_tiny.py", ["batch_size=3"]).batch_size == 3
+
+
+@pytest.mark.parametrize("override, message", [
+    (dict(fps_source="fast"), "fps_source='fast' is unknown"),
+    (dict(pretrain=1), "pretrain=1 must be True"),
+    (dict(train_portion=1.0), "train_portion=1.0 must be between 0 and 1"),
+    (dict(niters_per_epoch=0), "must all be at least 1"),
+])
+def test_bad_settings_are_one_sentence(demo_root, tmp_path, override, message):
+    with pytest.raises(SearchSetupError, match=message):
+        run(tiny_config(demo_root, tmp_path, **override), table=synthetic_table(), progress=False)
+    assert not [name for name in os.listdir(tmp_path) if name.startswith("search-")]   # nothing created

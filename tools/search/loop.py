@@ -266,7 +266,13 @@ class SearchRun:
         self.pretrain = config.pretrain
         self.searching = not is_pretraining(config)
         self.device = resolve_device(config.device)
-        if config.resume:
+        self._seed(config.seed)
+        self.model = build_supernet(config, build_criterion(config), self.device)
+        if isinstance(config.pretrain, str) and not config.resume:   # a resumed run restores its own weights
+            load_pretrained(self.model, config.pretrain, config)
+        index_select = split_indices(config)
+        self.val_set = dataset_from_config(config, "val")
+        if config.resume:   # the folder is made only once the inputs above are known to be usable
             self.run_dir = find_resume_dir(config)
         else:
             os.makedirs(config.output_root, exist_ok=True)
@@ -274,10 +280,6 @@ class SearchRun:
             self.run_dir = create_run_dir(config.output_root, name)
         self.logger = get_logger(self.run_dir)
         self.writer = summary_writer(self.run_dir)
-        self._seed(config.seed)
-        self.model = build_supernet(config, build_criterion(config), self.device)
-        if isinstance(config.pretrain, str):
-            load_pretrained(self.model, config.pretrain, config)
         self.optimizer = weight_optimizer(self.model, config.lr, config.momentum, config.weight_decay)
         self.scheduler = lr_scheduler(self.optimizer, config.lr_decay)
         if self.searching and table is None:
@@ -288,8 +290,7 @@ class SearchRun:
             self.architect = Architect(self.model, config.latency_weight, self.table,
                                        (3, config.latency_height, config.latency_width), config.arch_learning_rate,
                                        legacy_latency=config.legacy_latency)
-        self.loader_model, self.loader_arch = make_loaders(config, split_indices(config))
-        self.val_set = dataset_from_config(config, "val")
+        self.loader_model, self.loader_arch = make_loaders(config, index_select)
         self.history = {"mIoU": [], "fps": [], "latency_weight": [], "latency_supernet": [], "loss": []}
         self.start_epoch = 0
 
