@@ -9,13 +9,13 @@ not add up, docs/differences.md SN4); crops are 64x128 and latency is estimated 
 table measured on demand on this machine (short timing budgets). Pretrain then search each take a few
 minutes on 2 CPU cores.
 """
-import importlib.util
 import os.path as osp
+import sys
 
-_spec = importlib.util.spec_from_file_location("fasterseg_config_search_base", osp.join(osp.dirname(
-    osp.abspath(__file__)), "search.py"))
-_base = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_base)
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _common import inherit  # noqa: E402
+
+_base = inherit("search")
 
 C = _base.C
 C.dataset_path = "data/demo"

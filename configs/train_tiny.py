@@ -7,13 +7,13 @@ cores the teacher and then the student train in a few minutes each, and the stud
 chance (measured: 0.106 against 0.015 for a uniform random prediction; docs/benchmarks.md). The tests shrink it
 further with overrides.
 """
-import importlib.util
 import os.path as osp
+import sys
 
-_spec = importlib.util.spec_from_file_location("fasterseg_config_train_base", osp.join(osp.dirname(
-    osp.abspath(__file__)), "train.py"))
-_base = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_base)
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _common import inherit  # noqa: E402
+
+_base = inherit("train")
 
 C = _base.C
 C.dataset_path = "data/demo"

@@ -25,6 +25,7 @@ def atomic_write(path, write_fn, mode="wb"):
             write_fn(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp_path, 0o644)
         os.replace(tmp_path, path)
     except BaseException:
         if os.path.exists(tmp_path):

@@ -15,6 +15,15 @@ def run_name(prefix, save):
     return f"{prefix}-{save}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def unused_name(root, name):
+    """``name``, or ``name-2``, ``name-3``... when a run started in the same second already took it."""
+    candidate, number = name, 1
+    while os.path.exists(os.path.join(root, candidate)):
+        number += 1
+        candidate = f"{name}-{number}"
+    return candidate
+
+
 def create_run_dir(root, name):
     """Make ``root/name`` (and parents); return its path."""
     path = os.path.join(root, name)

@@ -25,7 +25,8 @@ import torch
 from tools.distill import build_distillation
 from tools.engine import distributed as dist_utils
 from tools.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from tools.engine.run import create_run_dir, get_logger, is_done, mark_done, run_name, summary_writer
+from tools.engine.run import (create_run_dir, get_logger, is_done, mark_done, run_name, summary_writer,
+                              unused_name)
 from tools.engine.train_eval import Evaluation, epoch_loader, train_dataset
 from tools.engine.trainer import Trainer, adjust_learning_rate, build_criterion, build_optimizer, init_weight
 from tools.engine.weights import load_weights, save_weights, weights_path
@@ -155,15 +156,6 @@ def prepare_run_dir(config, info):
             folder = create_run_dir(config.output_root, unused_name(config.output_root, run_name(prefix, config.save)))
     folder = dist_utils.broadcast_object(folder)
     return folder
-
-
-def unused_name(root, name):
-    """``name``, or ``name-2``, ``name-3``... when a run started in the same second already took it."""
-    candidate, number = name, 1
-    while os.path.exists(os.path.join(root, candidate)):
-        number += 1
-        candidate = f"{name}-{number}"
-    return candidate
 
 
 def find_resume_dir(config):

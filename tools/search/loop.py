@@ -32,7 +32,8 @@ from tools.data.datasets import dataset_from_config, read_file_list
 from tools.data.loader import get_train_loader
 from tools.engine.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tools.engine.distributed import resolve_device
-from tools.engine.run import create_run_dir, get_logger, is_done, mark_done, run_name, summary_writer
+from tools.engine.run import (create_run_dir, get_logger, is_done, mark_done, run_name, summary_writer,
+                              unused_name)
 from tools.losses import ProbOhemCrossEntropy2d, ohem_min_kept
 from tools.models.supernet import Network_Multi_Path
 from tools.search.arch_log import ArchReport, arch_latencies, arch_name, log_report, save_arch_files
@@ -203,14 +204,6 @@ def open_latency_table(config, device, run_dir=None):
 # ---- run folder and resume ----------------------------------------------------------------------------------
 def run_prefix(config):
     return f"search-{config.save}-"
-
-
-def unused_name(root, name):
-    candidate, number = name, 1
-    while os.path.exists(os.path.join(root, candidate)):
-        number += 1
-        candidate = f"{name}-{number}"
-    return candidate
 
 
 def find_resume_dir(config):
