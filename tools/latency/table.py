@@ -14,10 +14,11 @@ import datetime
 import json
 import math
 import os
-import tempfile
 from contextlib import contextmanager
 
 import torch
+
+from tools.engine.checkpoint import atomic_write
 
 TABLE_FORMAT = "fasterseg-latency-table/1"
 PUBLISHED_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "published",
@@ -158,20 +159,8 @@ class LatencyTable:
         path = path or self.path
         if not path:
             raise TableError("this latency table has no file; pass save(path=...) with a .json path.")
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".lut_", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(self.to_json(), handle, indent=1)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        text = json.dumps(self.to_json(), indent=1)
+        atomic_write(path, lambda handle: handle.write(text), mode="w")
         return path
 
 

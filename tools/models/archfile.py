@@ -10,10 +10,11 @@ strings, loads with ``weights_only=True`` and is written atomically.
 """
 import os
 import pickle
-import tempfile
 
 import numpy as np
 import torch
+
+from tools.engine.checkpoint import save_checkpoint
 
 ARCH_FORMAT = "fasterseg-arch/1"
 METRIC_KEYS = ("mIoU02", "latency02", "mIoU12", "latency12")
@@ -164,25 +165,10 @@ def load_arch(path, arch_idx=None, layers=None, width_mult_list=None):
 def save_arch(record, path):
     """Write a record in the project format: temp file in the same folder, then ``os.replace``."""
     record = to_record(record, record.get("arch_idx"), source=f"record for {path}")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".arch_", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(record, handle)
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    save_checkpoint(record, path)
     return path
 
 
-def _current_umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def convert_arch(src, dst, arch_idx=None):
