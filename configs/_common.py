@@ -75,6 +75,13 @@ def follow_dataset_path(C, explicit):
         C.num_classes = 11 if C.dataset == "camvid" else _labels_file_classes(C.labels_file)
 
 
+def use_dataset(C, dataset, dataset_path):
+    """Point a preset at a dataset root: the roots, list files and class count follow (as an override would)."""
+    C.dataset = dataset
+    C.dataset_path = dataset_path
+    follow_dataset_path(C, {"dataset", "dataset_path"})
+
+
 def _labels_file_classes(path):
     from tools.data.labels import load_labels_file
     return load_labels_file(path).num_classes

@@ -8,12 +8,11 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import inherit  # noqa: E402
+from _common import inherit, use_dataset  # noqa: E402
 
 _base = inherit("train")
 C = _base.C
-C.dataset = "camvid"
-C.dataset_path = "data/camvid"
+use_dataset(C, "camvid", "data/camvid")
 C.image_mean = [0.485, 0.456, 0.406]
 C.image_std = [0.229, 0.224, 0.225]
 C.num_train_imgs = 367

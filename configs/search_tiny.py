@@ -13,17 +13,12 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import inherit  # noqa: E402
+from _common import inherit, use_dataset  # noqa: E402
 
 _base = inherit("search")
 
 C = _base.C
-C.dataset_path = "data/demo"
-C.img_root_folder = C.gt_root_folder = C.dataset_path
-C.train_source = osp.join(C.dataset_path, "cityscapes_train_fine.txt")
-C.train_eval_source = osp.join(C.dataset_path, "cityscapes_train_val_fine.txt")
-C.eval_source = osp.join(C.dataset_path, "cityscapes_val_fine.txt")
-C.test_source = osp.join(C.dataset_path, "cityscapes_test.txt")
+use_dataset(C, "cityscapes", "data/demo")
 C.num_train_imgs = 24
 C.num_eval_imgs = 8
 C.layers = 6

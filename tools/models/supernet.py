@@ -32,7 +32,7 @@ class ConfigError(ValueError):
 
 
 def sample_gumbel(shape, device=None, dtype=None, eps=1e-20):
-    """Gumbel(0, 1) noise drawn on ``device`` (the original drew on the CPU and called ``.cuda()``)."""
+    """Gumbel(0, 1) noise drawn on ``device`` (the original drew on the CPU and moved the noise to the GPU)."""
     U = torch.rand(shape, device=device, dtype=dtype)
     return -torch.log(-torch.log(U + eps) + eps)
 
