@@ -22,6 +22,7 @@ from tqdm import tqdm
 from tools.engine import distributed as dist_utils
 from tools.engine.checkpoint import save_checkpoint
 from tools.engine.metrics import RunningIoU
+from tools import init_func
 from tools.losses import ProbOhemCrossEntropy2d, ohem_min_kept
 
 
@@ -30,15 +31,9 @@ class NonFiniteLossError(RuntimeError):
 
 
 def init_weight(model, bn_eps=1e-5, bn_momentum=0.1):
-    """The original init: Kaiming-normal (fan_in, relu) conv weights; BatchNorm eps/momentum set, weight 1, bias 0."""
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Conv3d)):
-            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-        elif isinstance(module, nn.BatchNorm2d):
-            module.eps = bn_eps
-            module.momentum = bn_momentum
-            nn.init.constant_(module.weight, 1)
-            nn.init.constant_(module.bias, 0)
+    """The original train.py init: Kaiming-normal (fan_in, relu) convs, unit BatchNorms with eps/momentum."""
+    init_func.init_weight(model, nn.init.kaiming_normal_, nn.BatchNorm2d, bn_eps, bn_momentum, mode="fan_in",
+                          nonlinearity="relu")
     return model
 
 
