@@ -10,9 +10,11 @@ loss from the published 1080Ti table at 1024x2048. Two step implementations run 
 
 * ``original``: the original's step order and autograd use: the architecture loss backpropagated into every
   parameter (weights included, then zeroed by the loop), the weight loss into every parameter (architecture
-  included), ``clip_grad_norm_(model.parameters())``, SGD as a per-tensor loop;
+  included), ``clip_grad_norm_(model.parameters())``, SGD as a per-tensor loop, and every cell called once per
+  input (``pair_inputs=False``);
 * ``ours``: tools/search (architecture step: gradients of the architecture parameters only; weight step:
-  gradients of the weights only, clip over the weights, multi-tensor SGD).
+  gradients of the weights only, clip over the weights, multi-tensor SGD) with the two inputs of a 1/16 or
+  1/32 cell run as one stacked pass (``pair_inputs=True``).
 
 Each phase (architecture step, weight step) is timed separately, in wall seconds and in CPU seconds of this
 process; the median over ``--repeats`` steps after ``--warmup`` is reported with the load average. On a shared
@@ -36,7 +38,7 @@ from tools.latency.backends import device_name  # noqa: E402
 from tools.latency.table import PUBLISHED_RESOLUTION, table_for  # noqa: E402
 from tools.losses import ProbOhemCrossEntropy2d, ohem_min_kept  # noqa: E402
 from tools.models.supernet import Network_Multi_Path  # noqa: E402
-from tools.search.architect import Architect, RngIsolatedTable  # noqa: E402
+from tools.search.architect import Architect  # noqa: E402
 from tools.search.steps import weight_optimizer, weight_step  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -126,6 +128,7 @@ def bench_mode(mode, args, device, table):
     for variant in args.variants:
         torch.manual_seed(0)
         np.random.seed(0)
+        model.pair_inputs = variant == "ours"
         step = (OriginalStep if variant == "original" else OurStep)(model, lr, table if mode == "search" else None,
                                                                     (3,) + PUBLISHED_RESOLUTION)
         times = {"arch": [], "weight": []}
@@ -169,7 +172,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    table = RngIsolatedTable(table_for(PUBLISHED_RESOLUTION))
+    table = table_for(PUBLISHED_RESOLUTION)
     info = {"machine": platform.processor() or platform.machine(), "device": device_name(device),
             "torch": torch.__version__, "threads": torch.get_num_threads(), "layers": args.layers, "Fch": args.fch,
             "precision": "fp32", "load_before": os.getloadavg()[0]}

@@ -65,3 +65,35 @@ def test_usbatchnorm_runs_only_the_selected_width():
 def test_usbatchnorm_rejects_a_width_outside_the_list():
     with pytest.raises(WidthError, match="USBatchNorm2d"):
         USBatchNorm2d(96, W).set_ratio(0.9)
+
+
+def test_usbatchnorm_batch_groups_equal_separate_calls():
+    """Two inputs stacked along the batch: same outputs, gradients and running statistics as two calls."""
+    torch.manual_seed(0)
+    grouped, separate = USBatchNorm2d(24, W).train(), USBatchNorm2d(24, W).train()
+    for bn in (grouped, separate):
+        bn.set_ratio(8 / 12)
+    grouped.batch_groups = 2
+    first, second = torch.randn(2, 16, 5, 7) * 3 + 1, torch.randn(2, 16, 5, 7)
+    stacked = torch.cat([first, second]).requires_grad_()
+    parts = [first.clone().requires_grad_(), second.clone().requires_grad_()]
+    out = grouped(stacked)
+    expected = torch.cat([separate(p) for p in parts])
+    torch.testing.assert_close(out, expected)
+    weights = torch.randn_like(out)
+    (out * weights).sum().backward()
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(stacked.grad, torch.cat([p.grad for p in parts]))
+    for mine, theirs in zip(grouped.state_dict().values(), separate.state_dict().values()):
+        torch.testing.assert_close(mine, theirs)
+    assert int(grouped.bn[2].num_batches_tracked) == 2
+    grouped.eval()
+    separate.eval()
+    torch.testing.assert_close(grouped(stacked), torch.cat([separate(first), separate(second)]))
+
+
+def test_usbatchnorm_batch_groups_must_divide_the_batch():
+    bn = USBatchNorm2d(12, W).train()
+    bn.batch_groups = 2
+    with pytest.raises(ValueError, match="batch of 3 cannot hold 2 equal groups"):
+        bn(torch.randn(3, 12, 4, 4))

@@ -3,6 +3,7 @@ original, gradients to every architecture parameter, the sandwich rule and the c
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -129,6 +130,38 @@ def test_tiny_supernet_equals_the_original(tiny_reference, setting):
     assert changed == set(ref["bn_buffers_after_train"][setting])
     for key, expected in ref["bn_buffers_after_train"][setting].items():
         torch.testing.assert_close(state[key], expected, rtol=1e-4, atol=5e-4)
+
+
+@pytest.mark.parametrize("prun_mode", ["arch_ratio", "random"])
+def test_paired_cell_inputs_equal_two_calls(prun_mode):
+    """pair_inputs stacks a cell's two inputs into one pass: same loss, gradients and BatchNorm statistics."""
+    results = []
+    for pair_inputs in (True, False):
+        torch.manual_seed(0)
+        net = Supernet(num_classes=19, layers=5, Fch=6, width_mult_list=W, prun_modes=['max', 'arch_ratio'],
+                       stem_head_width=[(1, 1), (8 / 12, 8 / 12)])
+        net.init_weights()
+        net.train()
+        net.pair_inputs = pair_inputs
+        net.arch_idx, net.prun_mode = 1, prun_mode
+        with torch.no_grad():
+            for p in net.arch_parameters():
+                p.normal_()
+        torch.manual_seed(1)
+        np.random.seed(1)
+        images, labels = torch.randn(2, 3, 64, 128), torch.randint(0, 19, (2, 8, 16))
+        loss = net._loss_of(images, labels)
+        loss.backward()
+        grads = {k: p.grad for k, p in net.named_parameters() if p.grad is not None}
+        results.append((loss.detach(), grads, net.state_dict()))
+    (loss, grads, state), (loss_ref, grads_ref, state_ref) = results
+    torch.testing.assert_close(loss, loss_ref, rtol=1e-5, atol=1e-6)
+    assert grads.keys() == grads_ref.keys()
+    assert any(k.startswith("cells.4.2.") for k in grads)  # a 1/32 cell with two inputs was reached
+    for key in grads:
+        torch.testing.assert_close(grads[key], grads_ref[key], rtol=1e-4, atol=1e-5, msg=key)
+    for key in state:
+        torch.testing.assert_close(state[key], state_ref[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
 # ---- gradients, sampling, sandwich rule ----------------------------------------------------------------------

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tools.init_func import init_weight  # noqa: F401  (re-exported: the supernet's init)
 from tools.ops.heads import Head
 from tools.ops.primitives import OPS, PRIMITIVES, BasicResidual2x, ConvNorm
-from tools.ops.slimmable import WidthError, make_divisible
+from tools.ops.slimmable import USBatchNorm2d, WidthError, make_divisible
 
 PRUN_MODES = ("max", "min", "random", "arch_ratio")
 
@@ -71,13 +71,24 @@ class MixedOp(nn.Module):
         self.stride = stride
         self._width_mult_list = list(width_mult_list)
         self._ops = nn.ModuleList([OPS[p](C_in, C_out, stride, True, self._width_mult_list) for p in PRIMITIVES])
+        self._batch_norms = [m for m in self._ops.modules() if isinstance(m, USBatchNorm2d)]
+        self._batch_groups = 1
 
     def set_prun_ratio(self, ratio):
         for op in self._ops:
             op.set_ratio(ratio)
 
-    def forward(self, x, weights, ratios):
-        """``ratios`` = (in, out), each a width float, an arch_ratio tensor, or a resolved (width, score) pair."""
+    def set_batch_groups(self, groups):
+        """Number of independent inputs stacked along the batch (BatchNorm statistics are kept per group)."""
+        if groups != self._batch_groups:
+            for bn in self._batch_norms:
+                bn.batch_groups = groups
+            self._batch_groups = groups
+
+    def forward(self, x, weights, ratios, batch_groups=1):
+        """``ratios`` = (in, out), each a width float, an arch_ratio tensor, or a resolved (width, score) pair;
+        ``batch_groups`` inputs stacked along the batch are processed as if one after the other."""
+        self.set_batch_groups(batch_groups)
         ratio0, r_score0 = ratios[0] if isinstance(ratios[0], tuple) else resolve_ratio(ratios[0],
                                                                                        self._width_mult_list)
         ratio1, r_score1 = ratios[1] if isinstance(ratios[1], tuple) else resolve_ratio(ratios[1],
@@ -111,14 +122,21 @@ class Cell(nn.Module):
         if down:
             self.downsample = MixedOp(C_in, C_in * 2, stride=2, width_mult_list=self._width_mult_list)
 
-    def forward(self, input, alphas, ratios):
+    def forward(self, input, alphas, ratios, batch_groups=1):
         """``ratios`` = (in, out, down); the keep and down MixedOps share the same operator weights."""
         if self._down != (ratios[2] is not None):
             raise ValueError(f"Cell(down={self._down}) needs a down ratio exactly when it has a down MixedOp, "
                              f"got {ratios[2]!r}")
-        out = self._op(input, alphas, (ratios[0], ratios[1]))
-        down = self.downsample(input, alphas, (ratios[0], ratios[2])) if self._down else None
+        out = self._op(input, alphas, (ratios[0], ratios[1]), batch_groups)
+        down = self.downsample(input, alphas, (ratios[0], ratios[2]), batch_groups) if self._down else None
         return out, down
+
+    def forward_pair(self, first, second, alphas, ratios):
+        """``[self(first), self(second)]`` in one pass: the two inputs share weights and widths, so they are
+        stacked along the batch (one convolution call instead of two; BatchNorm statistics stay per input)."""
+        out, down = self(torch.cat([first, second], dim=0), alphas, ratios, batch_groups=2)
+        downs = down.chunk(2) if down is not None else (None, None)
+        return list(zip(out.chunk(2), downs))
 
 
 def _round_filters(scale, Fch, width):
@@ -154,6 +172,9 @@ class Network_Multi_Path(nn.Module):
 
     ``criterion`` defaults to ``nn.CrossEntropyLoss(ignore_index=-1)`` like the original. Build the full search
     config under ``torch.device('meta')`` to inspect it without allocating its 252M parameters.
+    ``pair_inputs`` (default True) runs the two inputs of a 1/16 or 1/32 cell in one stacked pass
+    (``Cell.forward_pair``; same outputs, gradients and BatchNorm statistics as the original's two calls, fewer
+    and larger convolutions); False calls the cell twice, as the original does.
     """
 
     def __init__(self, num_classes=19, layers=16, criterion=None, Fch=12, width_mult_list=(1.,),
@@ -168,6 +189,7 @@ class Network_Multi_Path(nn.Module):
         self._width_mult_list = list(width_mult_list)
         self._prun_modes = list(prun_modes)
         self.prun_mode = None
+        self.pair_inputs = True
         self._stem_head_width = [tuple(sh) for sh in stem_head_width]
         self._check_config()
         self._flops = 0
@@ -361,8 +383,11 @@ class Network_Multi_Path(nn.Module):
                     out.append(cell(out_prev[j - 1][1], alpha, ratio))
                 else:
                     beta, on = betas[j][i - j - 1], beta_on[j][i - j - 1]
-                    outs = [cell(out_prev[j - 1][1], alpha, ratio) if on[0] else (None, None),
-                            cell(out_prev[j][0], alpha, ratio) if on[1] else (None, None)]
+                    if self.pair_inputs and on[0] and on[1]:
+                        outs = cell.forward_pair(out_prev[j - 1][1], out_prev[j][0], alpha, ratio)
+                    else:
+                        outs = [cell(out_prev[j - 1][1], alpha, ratio) if on[0] else (None, None),
+                                cell(out_prev[j][0], alpha, ratio) if on[1] else (None, None)]
                     out.append((_weighted_sum(beta, [o for o, _ in outs]),
                                 _weighted_sum(beta, [d for _, d in outs])))
             out_prev = out

@@ -5,7 +5,12 @@ A slimmable layer is built at its maximum width and run at a fraction of it: ``U
 width in ``width_mult_list`` (the "switchable BN" of the original), so the running statistics of different
 widths never mix. The state_dict layout (outer ``weight``/``bias`` with ``track_running_stats=False``, inner
 ``bn.<i>`` with full statistics) is the original's, so its checkpoints load unchanged.
+
+``USBatchNorm2d.batch_groups`` lets one call carry several independent inputs stacked along the batch dimension
+(the supernet runs a cell's two inputs through its convolutions at once): each group is normalised with its own
+batch statistics and updates the running statistics in turn, exactly as separate calls would.
 """
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -86,6 +91,7 @@ class USBatchNorm2d(nn.BatchNorm2d):
                                  for w in self.width_mult_list])
         self.ratio = 1.
         self._idx = self.width_mult_list.index(1.) if 1. in self.width_mult_list else None
+        self.batch_groups = 1
 
     def set_ratio(self, ratio):
         """Select the active width (one of ``width_mult_list``)."""
@@ -96,4 +102,9 @@ class USBatchNorm2d(nn.BatchNorm2d):
     def forward(self, input):
         if self._idx is None:
             check_width(self.ratio, self.width_mult_list, "USBatchNorm2d")
-        return self.bn[self._idx](input)
+        bn = self.bn[self._idx]
+        if self.batch_groups == 1 or not bn.training:
+            return bn(input)
+        if input.size(0) % self.batch_groups:
+            raise ValueError(f"USBatchNorm2d: batch of {input.size(0)} cannot hold {self.batch_groups} equal groups")
+        return torch.cat([bn(group) for group in input.chunk(self.batch_groups)], dim=0)
