@@ -9,7 +9,7 @@ from tests.search_helpers import LATENCY_SIZE, batch, synthetic_table, tiny_supe
 from tools.config import ConfigError, load_config
 from tools.latency.expected import derived_latency
 from tools.search.arch_log import derive_network
-from tools.search.architect import (Architect, RngIsolatedTable, adapt_latency_weight, adapt_latency_weights,
+from tools.search.architect import (Architect, adapt_latency_weight, adapt_latency_weights,
                                     graph_leaves)
 
 
@@ -54,7 +54,7 @@ def test_arch_step_equals_the_full_backward_of_the_original():
     torch.manual_seed(5)
     Architect(fast, [0, 1e-2], synthetic_table(), LATENCY_SIZE).step(inputs, target)
     torch.manual_seed(5)
-    reference_step(slow, [0, 1e-2], RngIsolatedTable(synthetic_table()), inputs, target)
+    reference_step(slow, [0, 1e-2], synthetic_table(), inputs, target)
     for (name, a), (_, b) in zip(fast.named_parameters(), slow.named_parameters()):
         assert torch.equal(a, b), name
         assert (a.grad is None) == (b.grad is None), name
@@ -63,7 +63,7 @@ def test_arch_step_equals_the_full_backward_of_the_original():
 
 
 def test_table_misses_do_not_shift_the_random_stream():
-    table = RngIsolatedTable(synthetic_table())
+    table = synthetic_table()
     model = tiny_supernet()
     torch.manual_seed(3)
     Architect(model, [0, 1e-2], table, LATENCY_SIZE).latency_loss()

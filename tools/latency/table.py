@@ -56,7 +56,9 @@ def _how_to_make(resolution, device, backend, precision, path):
 class LatencyTable:
     """Key -> latency (ms) with metadata; ``get(spec)`` looks up or (when allowed) times a miss.
 
-    ``measure``: False forbids misses (TableMissError), True times them with ``measurer(module, input_size)``.
+    ``measure``: False forbids misses (TableMissError), True times them with ``measurer(module, input_size)``
+    inside a forked RNG (building and timing draw random numbers; without the fork a search's width sampling
+    would depend on which entries happened to be missing).
     ``path``: JSON file that measured misses are saved to (atomically, after each miss while ``autosave``).
     ``reads``: while :meth:`recording` is active, every lookup is appended as ``(key, ms)``.
     """
@@ -111,7 +113,8 @@ class LatencyTable:
         self._fill_meta_from_measurer()
         self.check(device=getattr(self.measurer, "device", None), backend=getattr(self.measurer, "backend", None),
                    precision=getattr(self.measurer, "precision", None))
-        value = float(self.measurer(spec.build(), spec.input_size))
+        with _isolated_rng():
+            value = float(self.measurer(spec.build(), spec.input_size))
         self.misses.append(key)
         self.entries[key] = value
         if self.path and self.autosave:
@@ -162,6 +165,12 @@ class LatencyTable:
         text = json.dumps(self.to_json(), indent=1)
         atomic_write(path, lambda handle: handle.write(text), mode="w")
         return path
+
+
+def _isolated_rng():
+    """fork_rng over the CPU generator and, when CUDA is in use, the current CUDA device's generator."""
+    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    return torch.random.fork_rng(devices=cuda)
 
 
 def _validate_entries(entries, source):

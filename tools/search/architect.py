@@ -19,7 +19,7 @@ Deliberate differences from the original (docs/differences.md, rows S1-S3, S12):
   calls ``Network.new()``, which references an undefined name (B10) and copies a 252M-parameter supernet;
   it never ran. The config key was removed.
 * ``latency_weight`` is copied: the original aliased ``config.latency_weight`` and halved/doubled it in place.
-* table misses are measured without drawing from the global RNG (:class:`RngIsolatedTable`).
+* table misses are measured without drawing from the global RNG (tools/latency/table.py forks it).
 """
 from dataclasses import dataclass
 
@@ -47,7 +47,7 @@ class Architect:
     """Architecture optimizers, latency weights and the architecture step of ``model`` (a Network_Multi_Path).
 
     ``table``: the latency lookup table (tools.latency.table.LatencyTable; its misses are measured without
-    touching the global RNGs, see :class:`RngIsolatedTable`); needed when any latency weight is > 0.
+    touching the global RNGs); needed when any latency weight is > 0.
     ``touch_weights``: give reached weights a zero ``.grad`` as the original's ``zero_grad`` did (see the
     module docstring); only switch it off when nothing reads the weights' ``.grad`` between steps.
     """
@@ -62,7 +62,7 @@ class Architect:
         if table is None and any(w > 0 for w in self.latency_weight):
             raise ValueError("a latency weight is > 0 but no latency lookup table was given; pass the table "
                              "(config lut_path) or set latency_weight to 0 for every architecture.")
-        self.table = table if table is None or isinstance(table, RngIsolatedTable) else RngIsolatedTable(table)
+        self.table = table
         self.latency_size = tuple(latency_size)
         self.legacy_latency = legacy_latency
         self.touch_weights = touch_weights
@@ -126,33 +126,6 @@ class Architect:
             opt.load_state_dict(opt_state)
         self.latency_weight = [float(w) for w in state["latency_weight"]]
         self.latency_supernet = float(state.get("latency_supernet", 0.0))
-
-
-class RngIsolatedTable:
-    """A lookup table whose misses are measured without touching the global RNGs.
-
-    Measuring a miss builds the operator (random weight init) and times it; without isolation that shifts the
-    torch RNG stream that also samples the widths (gumbel) and the 'random' modes, so a search would depend on
-    which table entries happened to be missing. Everything else is delegated to the wrapped table.
-    """
-
-    def __init__(self, table):
-        self.table = table
-
-    def get(self, spec):
-        if spec.key in self.table.entries:
-            return self.table.get(spec)
-        with torch.random.fork_rng(devices=[]):
-            return self.table.get(spec)
-
-    def __getattr__(self, name):
-        return getattr(self.table, name)
-
-    def __contains__(self, key):
-        return key in self.table
-
-    def __len__(self):
-        return len(self.table)
 
 
 def graph_leaves(root):

@@ -37,7 +37,7 @@ from tools.engine.run import (create_run_dir, get_logger, is_done, mark_done, ru
 from tools.losses import ProbOhemCrossEntropy2d, ohem_min_kept
 from tools.models.supernet import Network_Multi_Path
 from tools.search.arch_log import ArchReport, arch_latencies, arch_name, log_report, save_arch_files
-from tools.search.architect import Architect, RngIsolatedTable, adapt_latency_weights
+from tools.search.architect import Architect, adapt_latency_weights
 from tools.search.steps import lr_scheduler, train_epoch, weight_optimizer
 from tools.search.validate import HEAD_NAMES, evaluate_heads
 
@@ -277,7 +277,7 @@ class SearchRun:
         self.scheduler = lr_scheduler(self.optimizer, config.lr_decay)
         if self.searching and table is None:
             table = open_latency_table(config, self.device, self.run_dir)
-        self.table = RngIsolatedTable(table) if table is not None else None
+        self.table = table
         self.architect = None
         if self.searching:
             self.architect = Architect(self.model, config.latency_weight, self.table,
