@@ -54,3 +54,29 @@ def test_workers_are_reproducible(demo):
     assert len(a) == 2
     for (da, la, fa), (db, lb, fb) in zip(a, b):
         assert fa == fb and torch.equal(da, db) and torch.equal(la, lb)
+
+
+def fake_world(monkeypatch, world_size, rank=0):
+    import tools.data.loader as loader_module
+    monkeypatch.setattr(loader_module.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(loader_module.dist, "get_world_size", lambda *a, **k: world_size)
+    monkeypatch.setattr(loader_module.dist, "get_rank", lambda *a, **k: rank)
+
+
+def test_distributed_batch_size_is_the_global_batch(demo, monkeypatch):
+    """Two processes with batch_size 4 load 2 images each per step from disjoint halves of every epoch."""
+    config = small_config(demo.dataset_path, batch_size=4, niters_per_epoch=2)
+    fake_world(monkeypatch, 2, rank=0)
+    loader0, sampler0 = get_train_loader(config)
+    fake_world(monkeypatch, 2, rank=1)
+    loader1, sampler1 = get_train_loader(config)
+    assert sampler0 is not None and loader0.batch_size == loader1.batch_size == 2
+    assert len(loader0) == len(loader1) == 2           # steps per epoch unchanged
+    assert set(sampler0).isdisjoint(set(sampler1))
+
+
+def test_global_batch_must_split_over_the_processes(demo, monkeypatch):
+    config = small_config(demo.dataset_path, batch_size=3, niters_per_epoch=2)
+    fake_world(monkeypatch, 2)
+    with pytest.raises(ValueError, match="batch_size 3 cannot be split evenly over 2 processes"):
+        get_train_loader(config)

@@ -36,7 +36,11 @@ def make_train_loader(dataset, batch_size, num_workers=0, seed=0, shuffle=True, 
 
 def get_train_loader(config, portion=None, worker=None, test=False, index_select=None, seed=None,
                      distributed=None):
-    """The original entry point: returns ``(loader, sampler)``; the sampler is None unless distributed."""
+    """The original entry point: returns ``(loader, sampler)``; the sampler is None unless distributed.
+
+    ``config.batch_size`` is the global batch, as in tools/engine/train_eval.py: with N processes each loads
+    ``batch_size / N`` images per step from its DistributedSampler share.
+    """
     seed = config.get("seed", 0) if seed is None else seed
     preprocess = TrainTransform.from_config(config, seed=seed)
     dataset = dataset_from_config(config, "train", preprocess=preprocess,
@@ -44,7 +48,12 @@ def get_train_loader(config, portion=None, worker=None, test=False, index_select
                                   index_select=index_select, test=test)
     if distributed is None:
         distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    world_size = dist.get_world_size() if distributed else 1
+    if config.batch_size % world_size:
+        raise ValueError(f"batch_size {config.batch_size} cannot be split evenly over {world_size} processes; "
+                         f"use a multiple of {world_size}")
     sampler = data.DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True) if distributed else None
     num_workers = config.num_workers if worker is None else worker
-    loader = make_train_loader(dataset, config.batch_size, num_workers=num_workers, seed=seed, sampler=sampler)
+    loader = make_train_loader(dataset, config.batch_size // world_size, num_workers=num_workers, seed=seed,
+                               sampler=sampler)
     return loader, sampler
