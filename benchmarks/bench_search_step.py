@@ -16,8 +16,9 @@ loss from the published 1080Ti table at 1024x2048. Two step implementations run 
   gradients of the weights only, clip over the weights, multi-tensor SGD) with the two inputs of a 1/16 or
   1/32 cell run as one stacked pass (``pair_inputs=True``).
 
-Each phase (architecture step, weight step) is timed separately, in wall seconds and in CPU seconds of this
-process; the median over ``--repeats`` steps after ``--warmup`` is reported with the load average. On a shared
+The variants run interleaved, step by step, on the same batches and sampled widths. Each phase (architecture
+step, weight step) is timed separately, in wall seconds and in CPU seconds of this process; the median over
+``--repeats`` steps after ``--warmup`` is reported with the load average. On a shared
 machine run with ``--threads 1`` and compare CPU seconds: they do not depend on what else runs (with several
 threads the CPU time also counts threads spinning at barriers). JSON to benchmarks/results/.
 """
@@ -121,40 +122,43 @@ def timed(fn, device):
 
 
 def bench_mode(mode, args, device, table):
+    """Time the variants on one model, interleaved step by step: the machine's speed drifts by 10-30 % over
+    minutes (shared host), so variant A's steps and variant B's steps must see the same conditions. Each step
+    index reseeds torch and numpy, so every variant samples the same widths on the same batches."""
     batch, height, width, lr = SIZES[mode]
     model = build(args, device, batch, height, width)
     pretrain = True if mode == "pretrain" else "search"
-    rows = []
-    for variant in args.variants:
-        torch.manual_seed(0)
-        np.random.seed(0)
-        model.pair_inputs = variant == "ours"
-        step = (OriginalStep if variant == "original" else OurStep)(model, lr, table if mode == "search" else None,
-                                                                    (3,) + PUBLISHED_RESOLUTION)
-        times = {"arch": [], "weight": []}
-        for i in range(args.warmup + args.repeats):
-            images, labels = make_batch(batch, height, width, device, seed=i)
-            arch_images, arch_labels = make_batch(batch, height, width, device, 100 + i)
+    latency = table if mode == "search" else None
+    steps = {v: (OriginalStep if v == "original" else OurStep)(model, lr, latency, (3,) + PUBLISHED_RESOLUTION)
+             for v in args.variants}
+    times = {v: {"arch": [], "weight": []} for v in args.variants}
+    for i in range(args.warmup + args.repeats):
+        images, labels = make_batch(batch, height, width, device, seed=i)
+        arch_images, arch_labels = make_batch(batch, height, width, device, 100 + i)
+        for variant, step in steps.items():
+            torch.manual_seed(1000 + i)
+            np.random.seed(1000 + i)
+            model.pair_inputs = variant == "ours"
             a = timed(lambda: step.arch_step(arch_images, arch_labels), device) if mode == "search" else (0., 0.)
             w = timed(lambda: step.weight_step(images, labels, pretrain), device)
             if i >= args.warmup:
-                times["arch"].append(a)
-                times["weight"].append(w)
+                times[variant]["arch"].append(a)
+                times[variant]["weight"].append(w)
             print(f"  {mode} {variant} step {i}: arch {a[0]:.2f} s ({a[1]:.2f} CPU s), weight {w[0]:.2f} s "
                   f"({w[1]:.2f} CPU s){' (warm-up)' if i < args.warmup else ''}", flush=True)
-        row = {"mode": mode, "variant": variant, "batch": batch, "height": height, "width": width,
-               "load_after": os.getloadavg()[0]}
-        for k, name in ((0, "s"), (1, "cpu_s")):
-            arch = [t[k] for t in times["arch"]]
-            weight = [t[k] for t in times["weight"]]
-            row.update({f"arch_{name}": statistics.median(arch), f"weight_{name}": statistics.median(weight),
-                        f"step_{name}": statistics.median([a + w for a, w in zip(arch, weight)]),
-                        f"arch_{name}_all": arch, f"weight_{name}_all": weight})
-        rows.append(row)
-        del step
-        for p in model.parameters():
-            p.grad = None
-    return rows
+    return [summary_row(mode, variant, batch, height, width, times[variant]) for variant in args.variants]
+
+
+def summary_row(mode, variant, batch, height, width, times):
+    row = {"mode": mode, "variant": variant, "batch": batch, "height": height, "width": width,
+           "load_after": os.getloadavg()[0]}
+    for k, name in ((0, "s"), (1, "cpu_s")):
+        arch = [t[k] for t in times["arch"]]
+        weight = [t[k] for t in times["weight"]]
+        row.update({f"arch_{name}": statistics.median(arch), f"weight_{name}": statistics.median(weight),
+                    f"step_{name}": statistics.median([a + w for a, w in zip(arch, weight)]),
+                    f"arch_{name}_all": arch, f"weight_{name}_all": weight})
+    return row
 
 
 def main(argv=None):
