@@ -231,7 +231,7 @@ def build(C, orig):
                                                      use_weight=False)
     model = orig.model_search.Network_Multi_Path(
         C.num_classes, C.layers, criterion, Fch=C.Fch, width_mult_list=C.width_mult_list,
-        prun_modes=C.prun_modes, stem_head_width=C.stem_head_width).cuda()
+        prun_modes=C.prun_modes, stem_head_width=C.stem_head_width)
     orig.init_func.init_weight(model, nn.init.kaiming_normal_, nn.BatchNorm2d, C.bn_eps, C.bn_momentum,
                                mode='fan_in', nonlinearity='relu')
     architect = orig.architect.Architect(model, C)
