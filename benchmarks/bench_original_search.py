@@ -34,7 +34,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
@@ -43,6 +42,8 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import types  # noqa: E402
+
+from tools.data.fileio import write_json  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 REQUIRED = ("search/model_search.py", "search/architect.py", "search/operations.py", "tools/utils/init_func.py",
@@ -226,7 +227,8 @@ def build(C, orig):
     """Criterion, model, init, architect and weight optimizer exactly as train_search.py main() makes them."""
     import torch
     import torch.nn as nn
-    min_kept = int(C.batch_size * C.image_height * C.image_width // (16 * C.gt_down_sampling ** 2))
+    from tools.losses import ohem_min_kept
+    min_kept = ohem_min_kept(C.batch_size, C.image_height, C.image_width, C.gt_down_sampling)
     criterion = orig.loss_opr.ProbOhemCrossEntropy2d(ignore_label=255, thresh=0.7, min_kept=min_kept,
                                                      use_weight=False)
     model = orig.model_search.Network_Multi_Path(
@@ -318,16 +320,6 @@ def print_summary(summary, keys, n_timed, warmup, n_misses):
     print(f"latency-table misses during the steps: {n_misses} (stub returns 0.0 ms each)")
 
 
-def write_json(path, out):
-    """Temp file + rename, so an interrupted run never leaves half a result file."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        json.dump(out, handle, indent=1, default=str)
-    os.replace(tmp, path)
-    print("wrote", path)
-
-
 def bench(args, orig):
     """Build, time warmup + repeats steps, print and write the results."""
     import numpy as np
@@ -372,6 +364,7 @@ def bench(args, orig):
         "min_kept": min_kept, "params_total": n_params, "params_arch": n_arch, "build_s": build_s,
         "lut_entries_at_start": lut_size, "lut_misses_during_steps": len(misses),
         "lut_miss_examples": [list(m) for m in misses[:10]], "steps": steps, "summary": summary})
+    print("wrote", args.json)
     return summary
 
 
