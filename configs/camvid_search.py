@@ -1,4 +1,4 @@
-"""CamVid preset for the search stage: configs/search.py with dataset='camvid' (11 classes, void = 255).
+"""CamVid preset for the search stage: configs/search.py with dataset='camvid' (11 classes, value 11 = Void ignored).
 
 Put CamVid (SegNet layout: train/, trainannot/, val/, valannot/, test/, testannot/) in data/camvid and write its
 lists with `python dataset/create_mapping_lists.py --root data/camvid --layout camvid`. Images are 360x480,

@@ -1,8 +1,9 @@
-"""CamVid preset for the train stage: configs/train.py with dataset='camvid' (11 classes, void = 255).
+"""CamVid preset for the train stage: configs/train.py with dataset='camvid' (11 classes, value 11 = Void ignored).
 
 Put CamVid (SegNet layout: train/, trainannot/, val/, valannot/, test/, testannot/) in data/camvid and write its
 lists with `python dataset/create_mapping_lists.py --root data/camvid --layout camvid`. Images are 360x480,
 so crops are 352x480 (multiples of 32) and evaluation runs on the whole 360x480 image (padded to 384x480).
+Label value 11 (Void) is ignored; the class order is SegNet's (config key camvid_classes, docs/usage.md).
 """
 import os.path as osp
 import sys

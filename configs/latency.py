@@ -42,10 +42,6 @@ C.lut_fch_cells = [12]         # Fch of the cell entries (the original: [12])
 C.lut_fch_heads = [8, 12]      # Fch of stem/FFM/head entries (8 = the student's 8/12 width of Fch 12)
 C.lut_budget_s = 1.0           # seconds of timed iterations per table entry
 C.lut_calib_s = 0.25
-C.weights_path = ""            # export_onnx.py: folder with the trained weights0.pt / weights1.pt (empty: random)
-C.onnx_dir = "onnx"            # export_onnx.py: where fasterseg_<name>.onnx (and _int8.onnx) are written
-C.opset = 17                   # ONNX opset of the exports
-C.onnx_int8 = False            # export_onnx.py: also write an int8 (static QDQ) model calibrated on demo scenes
 C.plots = True                 # ops-table and path-width PNGs in the run folder
 C.json = ""                    # write the report as JSON to this file
 

@@ -48,7 +48,7 @@ C.latency_backend = "auto"     # 'auto' (TensorRT if present, else PyTorch), 'py
 C.precision = "fp32"
 C.arch_plots = True           # TensorBoard operator tables and path/width diagrams of every epoch's networks
 C.fps_source = "table"         # derived networks' FPS per epoch: 'table' (lookup table) or 'backend' (measured)
-C.legacy_latency = False       # True: the original's supernet latency accumulation (bugs B2, B3)
+C.legacy_latency = False       # True: the original's latency figures end to end (loss: B2+B3; FPS: B1+B2, no ignore_skip)
 C.resume = False               # True: continue the newest unfinished run of this `save`; or a run folder
 
 

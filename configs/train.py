@@ -16,15 +16,17 @@ C.down_sampling = 1
 C.gt_down_sampling = 1
 C.lr = 0.01
 C.lr_decay = 0.992             # lr x 0.992 per epoch (train.py)
+C.lr_schedule = "exponential"  # the original's x lr_decay per epoch; 'poly' / 'cosine': per iteration (short runs)
+C.warmup_iters = 0             # linear warm-up iterations of 'poly' / 'cosine'
 C.nepochs = 600
 C.niters_per_epoch = 1000
 C.num_workers = 6
-C.eval_flip = True
+C.eval_flip = False           # the original since 47fccfb (config_train.py:68); True adds a flipped pass
 C.eval_base_size = 1024
 C.eval_crop_size = 1024
 
 C.mode = "student"             # "teacher" or "student"
-C.arch_idx = None              # teacher [0]; student [0, 1]
+C.arch_idx = None              # teacher [0]; student [0, 1]; [1]: the student alone, without distillation
 C.branch = None
 C.stem_head_width = None       # teacher [(1, 1)]; student [(1, 1), (8/12, 8/12)]
 C.load_path = ""               # searched folder with arch_0.pt / arch_1.pt; empty: the published FasterSeg
@@ -58,6 +60,9 @@ def finalize(C, explicit):
     teacher = C.mode == "teacher"
     defaults = dict(arch_idx=[0], branch=[2], stem_head_width=[(1, 1)]) if teacher else \
         dict(arch_idx=[0, 1], branch=[2, 2], stem_head_width=[(1, 1), (8. / 12, 8. / 12)])
+    if not teacher and "arch_idx" in explicit and C.arch_idx is not None and list(C.arch_idx) == [1]:
+        # the student alone, as the original trains whatever arch_idx lists (no teacher, no distillation)
+        defaults = dict(arch_idx=[1], branch=[2], stem_head_width=[(8. / 12, 8. / 12)])
     for key, value in defaults.items():
         if key not in explicit or C[key] is None:
             C[key] = value

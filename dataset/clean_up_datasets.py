@@ -5,13 +5,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse  # noqa: E402
 
-from tools.data.prepare import clean_up_dataset  # noqa: E402
+from tools.data.prepare import LIST_NAMES, clean_up_dataset  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", required=True)
-    parser.add_argument("--layout", choices=("cityscapes", "custom", "camvid"), default="cityscapes")
+    parser.add_argument("--layout", choices=tuple(LIST_NAMES), default="cityscapes")
     parser.add_argument("--remove-splits", action="store_true")
     parser.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     args = parser.parse_args(argv)

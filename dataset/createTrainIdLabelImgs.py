@@ -1,6 +1,7 @@
 """Polygons (*_polygons.json) -> *_labelTrainIds.png and *_labelIds.png (+ *_instanceIds.png for Cityscapes
-classes) through cityscapesscripts' json2labelImg, for a Cityscapes root or a custom (Gaussianer) root.
-All annotations are checked first; nothing is written if one names an unknown label."""
+classes) through cityscapesscripts' json2labelImg, for a Cityscapes root or a custom (Gaussianer) root; LabelMe
+JSON files drawn the same way (--layout labelme); masks (grey or palette PNGs) mapped through the labels file
+(--layout masks). All annotations are checked first; nothing is written if one names an unknown label or value."""
 import os, sys  # noqa: E401
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -14,7 +15,9 @@ from tools.data.prepare import create_label_images, options_from_config  # noqa:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", help="dataset root (default: the config's dataset_path)")
-    parser.add_argument("--layout", choices=("cityscapes", "custom"), help="default: from the config's dataset")
+    parser.add_argument("--layout", choices=("cityscapes", "custom", "masks", "labelme"),
+                        help="default: from the config's dataset (masks: images/ + masks/ folders; labelme: "
+                             "LabelMe .json files)")
     parser.add_argument("--labels-file", help="custom classes (default: the config's labels_file)")
     add_config_arguments(parser, "train")
     args = parser.parse_args(argv)

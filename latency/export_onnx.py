@@ -1,43 +1,51 @@
-"""Export trained FasterSeg networks to ONNX (checked against PyTorch), optionally also as int8.
+"""Export a trained FasterSeg network into a self-contained deployment folder (ONNX; runs without this project).
 
-    python latency/export_onnx.py weights_path=runs/train-...-student image_height=1024 image_width=2048
-    python latency/export_onnx.py mode=student onnx_int8=True onnx_dir=deploy
+    python latency/export_onnx.py runs/train-512x1024_student_batch12-... --out deploy/ --int8 --calib-images 32
+    python latency/export_onnx.py runs/train-...-teacher/weights0_best.pt --size 512 1024 --dynamic-batch --dynamic-hw
+    python deploy/predict.py --input photo.jpg --output predictions/          # needs onnxruntime, opencv, numpy
 
-For each network of the config (the published teacher and student by default, or ``load_path``), the derived
-network is built as train.py builds it, ``weights_path/weights{idx}.pt`` is loaded when given, and
-``onnx_dir/fasterseg_<name>.onnx`` is written with a static 1x3xHxW input named ``input`` and the eval output
-(full-resolution logits) named ``output``. ONNX Runtime's output is checked against PyTorch's; a failed export
-names the operator. ``onnx_int8=True`` adds ``fasterseg_<name>_int8.onnx`` (static int8, calibrated on demo scenes).
+The network, its classes and widths come from the run folder (config.json, weights1.pt or weights0.pt; a
+weights file names itself); ``--config PRESET key=value ...`` overrides. The folder gets model.onnx (fp32, checked
+against PyTorch), with ``--int8`` model_int8.onnx (calibrated on images of the config's train list), meta.json
+(classes, colours, normalisation, input size, arch, run, val mIoU of each model file by the project's evaluator
+running ONNX Runtime), predict.py and legend.png; ``--tensorrt fp16`` also a TensorRT engine where TensorRT is
+installed. Exporting the untrained network is refused unless ``--random-weights`` asks for it.
 """
 import os, sys  # noqa: E401
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse  # noqa: E402
 
-from tools.config import add_config_arguments, config_from_args  # noqa: E402
-from tools.engine.weights import load_weights, weights_path  # noqa: E402
-from tools.latency.backends import export_onnx  # noqa: E402
-from tools.latency.fast import demo_images, quantize_onnx_int8  # noqa: E402
-from tools.latency.report import build_networks  # noqa: E402
+from tools.config import add_config_arguments  # noqa: E402
+from tools.latency.deploy import EXPORTERS, export_deployment  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, "latency")
-    config = config_from_args(parser.parse_args(argv))
-    input_size = (1, 3, config.image_height, config.image_width)
-    os.makedirs(config.onnx_dir, exist_ok=True)
-    written = []
-    for name, arch_idx, net in build_networks(config):
-        if config.weights_path:
-            load_weights(net, weights_path(config.weights_path, arch_idx))
-        path = os.path.join(config.onnx_dir, f"fasterseg_{name}.onnx")
-        written.append(export_onnx(net.eval(), path, input_size, opset=config.opset))
-        if config.onnx_int8:
-            calibration = demo_images(8, config.image_height, config.image_width, seed=config.seed)
-            written.append(quantize_onnx_int8(path, path.replace(".onnx", "_int8.onnx"), calibration))
-        print(f"{name}: " + ", ".join(p for p in written if f"_{name}" in p))
-    return written
+    parser.add_argument("weights", nargs="?", default=None, help="training run folder or its weights file")
+    parser.add_argument("--out", default="deploy", help="deployment folder (default: %(default)s)")
+    parser.add_argument("--arch-idx", type=int, default=None, help="0 teacher / 1 student (default: from the weights)")
+    parser.add_argument("--random-weights", action="store_true", help="export the untrained network (no weights)")
+    parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                        help="input size, multiples of 32 (default: the config's eval_height eval_width, "
+                             "rounded up to multiples of 32)")
+    parser.add_argument("--dynamic-batch", action="store_true", help="any batch size")
+    parser.add_argument("--dynamic-hw", action="store_true", help="any height and width (multiples of 32)")
+    parser.add_argument("--argmax", action="store_true", help="argmax inside the graph: uint8 class map output")
+    parser.add_argument("--int8", action="store_true", help="also model_int8.onnx (static int8, ONNX Runtime)")
+    parser.add_argument("--calib-images", type=int, default=16, help="int8 calibration images (default: %(default)s)")
+    parser.add_argument("--no-eval", action="store_true", help="skip the val mIoU of the model files")
+    parser.add_argument("--tensorrt", choices=("fp32", "fp16"), default=None, help="also a TensorRT engine")
+    parser.add_argument("--exporter", choices=EXPORTERS, default="dynamo", help="default: %(default)s")
+    parser.add_argument("--opset", type=int, default=18)
+    add_config_arguments(parser, None)
+    args = parser.parse_intermixed_args(argv)
+    meta = export_deployment(args.weights, args.out, args.config, args.overrides, args.arch_idx, args.random_weights,
+                             args.size, args.int8, args.calib_images, args.dynamic_batch, args.argmax, args.opset,
+                             not args.no_eval, args.tensorrt, args.exporter, args.dynamic_hw)
+    print(f"deployment folder {args.out}: " + ", ".join(m["file"] for m in meta["models"].values()) +
+          ", meta.json, predict.py, legend.png")
+    return meta
 
 
 if __name__ == "__main__":

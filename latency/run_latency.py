@@ -12,31 +12,18 @@ import os, sys  # noqa: E401
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import tempfile  # noqa: E402
 
 from tools.config import add_config_arguments, config_from_args  # noqa: E402
-from tools.engine.run import create_run_dir, get_logger, run_name  # noqa: E402
+from tools.data.fileio import write_json  # noqa: E402
+from tools.engine.run import get_logger, new_run_dir  # noqa: E402
 from tools.latency.report import latency_report  # noqa: E402
-
-
-def write_json(path, data):
-    """Write ``data`` as JSON atomically (temp file + os.replace)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".report_", suffix=".tmp", dir=folder)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=1)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, "latency")
     config = config_from_args(parser.parse_args(argv))
-    folder = create_run_dir(config.output_root, run_name("latency", config.save))
+    folder = new_run_dir(config.output_root, "latency", config.save)
     logger = get_logger(folder)
     logger.info("args = %s", dict(config))
     report = latency_report(config, folder=folder, log=logger.info)

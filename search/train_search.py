@@ -11,6 +11,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import argparse  # noqa: E402
 
 from tools.config import add_config_arguments, config_from_args  # noqa: E402
+from tools.engine.distributed import configure_cudnn  # noqa: E402
 from tools.search.loop import run  # noqa: E402
 
 
@@ -18,6 +19,7 @@ def main(argv=None):
     """Run the stage; returns the run folder."""
     parser = add_config_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]), "search")
     config = config_from_args(parser.parse_args(argv))
+    configure_cudnn(config.device, config.deterministic)
     run_dir = run(config)
     print(run_dir)
     return run_dir

@@ -27,3 +27,38 @@ def reference_dir():
 def _seed_and_threads():
     torch.manual_seed(0)
     yield
+
+
+class FakeCuda:
+    """What the faked CUDA runtime was asked: RNG states set, and the calls that must never happen."""
+
+    def __init__(self, name, count):
+        self.name, self.count = name, count
+        self.states = [torch.ByteTensor([index] * 8) for index in range(count)]
+        self.set_states = []
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """A CPU-only torch that believes it has 2 initialised GPUs named 'NVIDIA Fake GPU' (current: 0).
+
+    For the CUDA paths that only decide (devices, names, tables, RNG bookkeeping); nothing runs on a GPU.
+    Asking for every GPU's RNG state at once fails the test (it makes a CUDA context on each of them).
+    """
+    fake = FakeCuda("NVIDIA Fake GPU", 2)
+
+    def every_gpu(*args, **kwargs):
+        raise AssertionError("a CUDA call on every visible GPU")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: fake.count)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: fake.name)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": fake.states[0].clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": fake.set_states.append(state))
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", every_gpu)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", every_gpu)
+    return fake

@@ -5,6 +5,7 @@ import stat
 import pytest
 import torch
 
+from tests.reliability_helpers import Payload
 from tools.convert_arch import main as convert_main
 from tools.models.archfile import (ARCH_FORMAT, METRIC_KEYS, ArchFileError, LegacyArchFileError,
                                    arch_file_name, arch_parameters, convert_arch, load_arch, load_arch_dir,
@@ -148,3 +149,32 @@ def _empty_dir(tmp_path):
     path = tmp_path / "empty"
     path.mkdir()
     return path
+
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_a_malicious_arch_file_is_refused_and_nothing_runs(tmp_path, zip_format):
+    pwned = str(tmp_path / "pwned")
+    path = str(tmp_path / "arch_1.pt")
+    record = dict(load_arch(published_arch_path(1)), alpha_1_0=Payload(pwned))
+    torch.save(record, path, _use_new_zipfile_serialization=zip_format)
+    for attempt in (lambda: load_arch(path), lambda: load_legacy_arch(path),
+                    lambda: convert_main([path, str(tmp_path / "out.pt")])):
+        with pytest.raises(ArchFileError, match=r"arch file .*arch_1.pt asks to run 'posix.mkdir' when loaded.*"
+                                                r"refused without running anything") as info:
+            attempt()
+        assert not isinstance(info.value, LegacyArchFileError) and "convert" not in str(info.value)
+    assert not os.path.exists(pwned) and not os.path.exists(tmp_path / "out.pt")
+
+
+def test_only_legacy_pickles_get_the_advice_to_convert(test_data_dir, tmp_path):
+    with pytest.raises(LegacyArchFileError, match="original FasterSeg arch pickle.*convert_arch.py"):
+        load_arch(_legacy(test_data_dir, 0))
+    truncated, text = tmp_path / "truncated.pt", tmp_path / "text.pt"
+    truncated.write_bytes(open(_legacy(test_data_dir, 1), "rb").read()[:1000])
+    text.write_text("alpha_1_0 = [[0.1, 0.2]]\n")
+    torch.save([1, 2, 3], str(tmp_path / "foreign.pt"), _use_new_zipfile_serialization=False)
+    for path, words in ((truncated, "cannot be read"), (text, "cannot be read"), (tmp_path / "foreign.pt", "list")):
+        with pytest.raises(ArchFileError, match=words) as info:
+            load_arch(str(path))
+        assert not isinstance(info.value, LegacyArchFileError) and "convert_arch" not in str(info.value)

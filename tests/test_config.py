@@ -51,3 +51,42 @@ def test_values_are_python_literals_or_strings():
 def test_unknown_preset_names_the_presets():
     with pytest.raises(ConfigError, match="presets:"):
         load_config("nonexistent")
+
+
+def test_override_values_take_the_kind_of_their_key():
+    config = load_config("train", ["plots=false", "amp=false", "eval_flip=true", "save=2020", "load_epoch=30",
+                                   "dataset_path=data/2020", "lr=1/200"])
+    assert config.plots is False and config.amp is False and config.eval_flip is True
+    assert config.save == "2020" and config.load_epoch == 30 and config.dataset_path == "data/2020"
+    assert config.lr == 0.005
+    search = load_config("search", ["width_mult_list=[1/3, 2/3, 1.0]", "pretrain=runs/search-pretrain-x",
+                                    "stem_head_width=[(1, 1), (8/12, 8/12)]"])
+    assert search.width_mult_list == [1 / 3, 2 / 3, 1.0] and search.pretrain == "runs/search-pretrain-x"
+    assert search.stem_head_width[1] == (8 / 12, 8 / 12)
+    assert load_config("search", ["pretrain=false"]).pretrain is False
+
+
+@pytest.mark.parametrize("override, words", [
+    ("batch_size='a'", r"batch_size='a' is not an integer; write it like batch_size=12\."),
+    ("amp=1", r"amp=1 is not True or False; write it like amp=False"),
+    ("plots=yes", r"plots=yes is not True or False; write it like plots=True"),
+    ("width_mult_list=[1/3, x]", r"width_mult_list=\[1/3, x\] is not a list of numbers"),
+    ("width_mult_list=[1/3, 1/0]", r"width_mult_list=\[1/3, 1/0\] is not a list of numbers"),
+    ("lr=abc", r"lr=abc is not a number; write it like lr=0.01"),
+])
+def test_a_value_of_the_wrong_kind_is_one_sentence(override, words):
+    with pytest.raises(ConfigError, match=words):
+        load_config("train", [override])
+
+
+@pytest.mark.parametrize("override, words", [
+    ("lr=-1", r"lr=-1 must be a positive number"),
+    ("image_height=100", r"training crop size 100x1024 .* is not a positive multiple of 32"),
+    ("eval_crop_size=1000", r"evaluation crop size 1000x1000 \(config keys eval_crop_size\) is not a positive "),
+    ("seed=-1", r"seed=-1 must be between 0 and 2\*\*32 - 1"),
+    ("eval_stride_rate=0", r"eval_stride_rate=0 must be in \(0, 1\]"),
+    ("train_scale_array=[0.5, -1]", r"train_scale_array=\[0.5, -1\] must be a non-empty list of positive scales"),
+])
+def test_values_that_can_only_be_wrong_are_refused_at_load(override, words):
+    with pytest.raises(ConfigError, match=words):
+        load_config("train", [override])

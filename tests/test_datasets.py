@@ -228,3 +228,61 @@ def test_custom_dataset_from_config_with_one_labels_file_key(tmp_path):
                                          eval_source=str(tmp_path / "val.txt")), "val")
     with pytest.raises(DataFileNotFoundError, match="labels_file"):
         dataset_from_config(small_config(str(tmp_path), dataset="custom", num_classes=3), "val")
+
+
+# ---------------------------------------------------------------- checked before any work (dataset_from_config)
+def _one_pair_config(tmp_path, **overrides):
+    line = write_pair(str(tmp_path), "a", **overrides.pop("pair", {}))
+    write_list(str(tmp_path), [line], "val.txt")
+    return small_config(str(tmp_path), eval_source=str(tmp_path / "val.txt"), train_source=str(tmp_path / "val.txt"),
+                        **overrides)
+
+
+def test_a_corrupt_image_is_refused_when_the_set_is_built(tmp_path):
+    config = _one_pair_config(tmp_path)
+    (tmp_path / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(DataError, match=r"image .*a.png cannot be read \(corrupt or not an image"):
+        dataset_from_config(config, "val")
+
+
+def test_sizes_and_label_channels_are_checked_when_the_set_is_built(tmp_path):
+    config = _one_pair_config(tmp_path, pair=dict(size=(64, 128), image_size=(64, 96)))
+    with pytest.raises(DataError, match=r"is 64x96 but its label .*a_gt.png is 64x128"):
+        dataset_from_config(config, "val")
+    write_pair(str(tmp_path), "a")
+    write_png(str(tmp_path / "a_gt.png"), np.zeros((64, 128, 3), np.uint8))
+    with pytest.raises(DataError, match="a_gt.png has 3 channels"):
+        dataset_from_config(config, "val")
+
+
+def test_a_too_small_image_is_one_sentence_not_a_cv2_error(tmp_path):
+    config = _one_pair_config(tmp_path, pair=dict(size=(1, 1)), down_sampling=2)
+    with pytest.raises(DataError, match=r"image .*a.png is 1x1: too small for down_sampling=2 and scale 1 \(it would "
+                                        r"become 0x0 pixels\)"):
+        dataset_from_config(config, "val")
+    ds = Cityscapes(str(tmp_path), str(tmp_path), str(tmp_path / "val.txt"), "val", down_sampling=2)
+    with pytest.raises(DataError, match=r"a.png is 1x1: too small for down_sampling=2"):
+        ds[0]                                                  # also when read without the start check
+
+
+def test_a_training_crop_larger_than_every_image_is_refused(tmp_path):
+    from tools.data.transforms import TrainTransform
+    config = _one_pair_config(tmp_path, image_height=128, image_width=256)      # images 64x128, scale <= 1.25
+    preprocess = TrainTransform.from_config(config)
+    with pytest.raises(DataError, match=r"training crop 128x256 .* larger than every image .* \(at most 80x160\)"):
+        dataset_from_config(config, "train", preprocess=preprocess)
+    config.update(image_height=64, image_width=160)
+    assert len(dataset_from_config(config, "train", preprocess=TrainTransform.from_config(config))) == 1
+
+
+def test_a_palette_label_is_read_as_its_indices(tmp_path):
+    from PIL import Image
+    config = _one_pair_config(tmp_path)
+    indices = np.zeros((64, 128), np.uint8)
+    indices[:, 64:] = 13
+    palette = Image.fromarray(indices)
+    palette.putpalette([0, 0, 0] * 13 + [0, 0, 142] + [0, 0, 0] * 242)
+    palette.save(tmp_path / "a_gt.png")
+    assert Image.open(tmp_path / "a_gt.png").mode == "P"
+    label = dataset_from_config(config, "val")[0]["label"]
+    assert label.shape == (64, 128) and set(np.unique(label)) == {0, 13}

@@ -189,3 +189,14 @@ def test_build_structure_errors():
         net(torch.zeros(1, 3, 64, 64))
     with pytest.raises(ValueError, match="distinct branch scales"):
         net.build_structure([2, 2])
+
+
+def test_thop_without_distutils_is_one_sentence(monkeypatch):
+    """Issue 13 item 11: thop 0.1.1 imports distutils, which Python 3.12 has only through setuptools."""
+    import sys
+    from tools.models.flops import FlopsError, thop_flops
+    for name in [n for n in sys.modules if n.split(".")[0] in ("thop", "distutils")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "distutils", None)   # as on Python 3.12 without setuptools
+    with pytest.raises(FlopsError, match="pip install setuptools"):
+        thop_flops(torch.nn.Conv2d(3, 4, 1), (1, 3, 8, 8))

@@ -76,3 +76,21 @@ def test_sampler_gives_disjoint_shares():
 def test_bad_settings_are_one_clear_sentence(call, words):
     with pytest.raises(dist_utils.DistributedConfigError, match=words):
         call()
+
+
+@pytest.mark.parametrize("script", ["search/train_search.py", "train/train.py"])
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_training_and_search_on_cuda_set_cudnn_benchmark_as_the_original(fake_cuda, monkeypatch, script,
+                                                                        deterministic):
+    """Issue 13 item 6: train.py and train_search.py turn cudnn.benchmark on for a CUDA run (CUDA faked),
+    unless deterministic=True asks for reproducible algorithms."""
+    from tools.pipeline import load_script
+    for flag in ("enabled", "benchmark", "deterministic"):
+        monkeypatch.setattr(torch.backends.cudnn, flag, False)
+    module = load_script(script)
+    seen = {}
+    monkeypatch.setattr(module, "run", lambda config: seen.update(benchmark=torch.backends.cudnn.benchmark,
+                                                                  deterministic=torch.backends.cudnn.deterministic))
+    module.main([f"deterministic={deterministic}"])
+    assert seen == {"benchmark": not deterministic, "deterministic": deterministic}
+    assert not dist_utils.configure_cudnn("cpu") and torch.backends.cudnn.benchmark == (not deterministic)

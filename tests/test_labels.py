@@ -1,5 +1,7 @@
 """tools/data/labels.py: class definitions for Cityscapes, CamVid and custom labels files."""
+import glob
 import json
+import os
 
 import numpy as np
 import pytest
@@ -45,7 +47,10 @@ def test_trainid_to_labelid_is_the_original_mapping_vectorised():
 
 def test_camvid_maps_void_to_ignore():
     labels = camvid_labels()
-    assert labels.num_classes == 11 and labels.names[0] == "Building" and labels.names[-1] == "Bicyclist"
+    assert labels.num_classes == 11 and labels.names[0] == "Sky" and labels.names[-1] == "Bicyclist"
+    assert camvid_labels("fasterseg").names[0] == "Building"
+    with pytest.raises(DataError, match="camvid_classes"):
+        camvid_labels("nonsense")
     lut = labels.raw_label_lut()
     assert lut[11] == 255 and list(lut[:11]) == list(range(11)) and lut[12] == 12
 
@@ -88,3 +93,35 @@ def test_bad_labels_files_are_one_clear_sentence(tmp_path, content, match):
 def test_missing_labels_file_names_the_config_key(tmp_path):
     with pytest.raises(DataFileNotFoundError, match="labels_file"):
         load_labels_file(str(tmp_path / "nope.csv"))
+
+
+CAMVID_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "camvid")
+
+
+def _camvid_labels_on_disk():
+    import cv2
+    paths = sorted(glob.glob(os.path.join(CAMVID_DATA, "*annot", "*.png")))
+    assert len(paths) == 3
+    return [cv2.imread(p, cv2.IMREAD_UNCHANGED) for p in paths]
+
+
+def test_camvid_names_match_the_pixels_of_real_segnet_labels():
+    """Value 0 must be the sky (top rows), 3 and 4 road and pavement (bottom rows), 1 building above the road."""
+    labels = camvid_labels()
+    rows = {}
+    for gt in _camvid_labels_on_disk():
+        assert gt.shape == (360, 480) and gt.max() <= 11
+        for value in range(11):
+            ys = np.nonzero(gt == value)[0]
+            if len(ys):
+                rows.setdefault(labels.names[value], []).append(ys.mean() / gt.shape[0])
+    mean_row = {name: float(np.mean(v)) for name, v in rows.items()}
+    assert mean_row["Sky"] < 0.25, mean_row
+    assert mean_row["Road"] > 0.7 and mean_row["Pavement"] > 0.6, mean_row
+    assert mean_row["Sky"] < mean_row["Building"] < mean_row["Road"], mean_row
+    top = np.concatenate([gt[:20].ravel() for gt in _camvid_labels_on_disk()])
+    bottom = np.concatenate([gt[-20:].ravel() for gt in _camvid_labels_on_disk()])
+    assert labels.names[np.bincount(top, minlength=12)[:11].argmax()] in ("Sky", "Building", "Tree")
+    assert labels.names[np.bincount(bottom, minlength=12)[:11].argmax()] in ("Road", "Pavement")
+    assert labels.colors[labels.names.index("Sky")] == [128, 128, 128]
+    assert labels.colors[labels.names.index("Road")] == [128, 64, 128]

@@ -126,3 +126,35 @@ def test_process_clock_measures_cpu_time_and_is_cpu_only():
         measure_latency(small_net(), (1, 3, 8, 8), backend="pytorch", clock="gpu")
     with pytest.raises(LatencyError, match="only applies to device='cpu'"):
         backends.make_clock("process", "cuda")
+
+
+def test_onnxruntime_on_a_gpu_box_without_its_cuda_provider_runs_on_the_cpu(fake_cuda, capsys, monkeypatch):
+    """Issue 13 item 5: the default device ('auto' = CUDA here) with the CPU build of onnxruntime falls back to
+    the CPU provider, says so in one line, and the timing and table meta name the CPU, not the GPU."""
+    import onnxruntime
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(backends, "_SAID", set())
+    timing = measure_latency(small_net(), (1, 3, 8, 8), backend="onnxruntime", device="auto", **FAST)
+    measurer = make_measurer("onnxruntime", "auto")
+    assert timing.device.startswith("CPU") and measurer.device.startswith("CPU")
+    assert measurer.torch_device == torch.device("cpu")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "onnxruntime-gpu" in lines[0] and "CPU instead of cuda" in lines[0]
+
+
+def test_cudnn_benchmark_is_restored_after_timing_on_cuda(fake_cuda, monkeypatch):
+    """Issue 13 item 6: timing a table miss on CUDA must not leave cudnn.benchmark switched for the search."""
+    seen = []
+
+    class Probe(nn.Module):
+        def forward(self, x):
+            seen.append(torch.backends.cudnn.benchmark)
+            return x
+
+    # the model and input stay on the CPU: only the CUDA decisions of measure_pytorch are exercised
+    monkeypatch.setattr(backends, "_cast_model", lambda model, *args: model.eval())
+    monkeypatch.setattr(backends, "make_input", lambda size, *args: torch.zeros(size))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    timing = measure_latency(Probe(), (1, 3, 4, 4), backend="pytorch", device="cuda", **FAST)
+    assert timing.device == fake_cuda.name and seen and all(seen)
+    assert torch.backends.cudnn.benchmark is False

@@ -232,3 +232,46 @@ def test_architect_mix_is_the_original_weighting():
     assert ARCHITECT_MIX == (1. / 500, 497. / 500, 2. / 500)
     assert float(mixed) == pytest.approx(sum(r * float(p) for r, p in zip(ARCHITECT_MIX, parts)), rel=1e-6)
     assert net.prun_mode == "max"
+
+
+def published_supernet():
+    """The paper's search supernet (on the meta device) holding the published arch files' parameters."""
+    net = meta_search_supernet()
+    for idx in range(2):
+        record = load_arch(published_arch_path(idx), idx)
+        for name in net._arch_shapes(idx):
+            setattr(net, name, nn.Parameter(record[name].clone()))
+    return net
+
+
+def test_search_fps_legacy_switch_reproduces_the_original_figures(table_1080ti):
+    """legacy_latency: the search's per-epoch FPS of the published student is the original's (B1, B2 kept);
+    by default it is the B2-fixed estimate (5.7018 ms, 175.4 FPS >= FPS_max 175: the weight would halve)."""
+    from tools.search.arch_log import arch_latencies
+    net = published_supernet()
+    lat02, lat12, _ = arch_latencies(net, 1, SIZE, table_1080ti, legacy=True)
+    assert lat12 == pytest.approx(6.4139770511337275, rel=1e-12) and 1000. / lat12 == pytest.approx(155.9094, abs=1e-3)
+    assert lat02 == pytest.approx(6.260467391822158, rel=1e-12)
+    fixed02, fixed12, _ = arch_latencies(net, 1, SIZE, table_1080ti)
+    assert fixed12 == pytest.approx(5.701835681642834, rel=1e-12) and 1000. / fixed12 > 175.
+    assert fixed02 < lat02
+
+
+def test_search_legacy_switch_sets_the_latency_loss_to_the_original_figures(table_1080ti, test_data_dir):
+    """The same switch makes the architect's latency term the original's (B3 and B2 kept): the 1/500, 497/500,
+    2/500 mix of the legacy supernet estimates, whose values test_legacy_mode_reproduces_the_original_supernet_figures
+    ties to figures.json (27.712 ms alpha-only and beta-only at the reset value 1e-3)."""
+    from tools.search.architect import Architect
+    net = meta_search_supernet()
+    architect = Architect(net, [0, 1e-2], table_1080ti, latency_size=SIZE, legacy_latency=True)
+    torch.manual_seed(0)                          # the ratio-only estimate samples widths (gumbel), as the original
+    loss = float(architect.latency_loss().detach())
+    net.prun_mode = None
+    torch.manual_seed(0)
+    parts = [float(supernet_latency(net, SIZE, table_1080ti, *flags, arch_idx=1, legacy=True).detach())
+             for flags in ((True, False, False), (False, True, False), (False, False, True))]
+    assert parts[1] == pytest.approx(27.712011337280273, rel=1e-6)
+    assert loss == pytest.approx((1 / 500 * parts[0] + 497 / 500 * parts[1] + 2 / 500 * parts[2]) * 1e-2, rel=1e-6)
+    torch.manual_seed(0)
+    fixed = float(Architect(net, [0, 1e-2], table_1080ti, latency_size=SIZE).latency_loss().detach())
+    assert fixed != pytest.approx(loss, rel=1e-3)

@@ -51,6 +51,15 @@ def test_fold_bn_handles_the_split_batchnorm_of_factorized_reduce():
         assert torch.allclose(fold_bn(op)(x), op(x), atol=1e-5)
 
 
+def test_fold_bn_builds_the_split_batchnorm_on_the_device_of_the_network():
+    """A network on another device (CUDA on a GPU box; the meta device here) is folded where it is."""
+    from tools.ops.primitives import FactorizedReduce
+    op = FactorizedReduce(8, 16, stride=2, slimmable=False).eval().to("meta")
+    folded = fold_bn(op)
+    assert {p.device.type for p in folded.parameters()} == {"meta"}
+    assert folded(torch.empty(2, 8, 8, 8, device="meta")).shape == (2, 16, 4, 4)
+
+
 @pytest.fixture(scope="module")
 def trained_tiny_net():
     """A small derived network briefly trained on demo scenes: a random network is chaotic (1% input noise

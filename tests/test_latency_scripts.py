@@ -3,9 +3,11 @@ import importlib.util
 import json
 import os
 
+import numpy as np
 import onnxruntime
 import pytest
 
+from tests.reliability_helpers import Payload
 from tools.config import ConfigError, load_config
 from tools.latency.table import TableError, read_json
 
@@ -90,10 +92,30 @@ def test_lookup_table_script_makes_a_resumable_table_that_run_latency_reads(tmp_
     assert report["student"]["lut_latency_ms"] > 0
 
 
-def test_export_onnx_script(tmp_path):
-    written = script("export_onnx").main(["mode='student'", "image_height=64", "image_width=128",
-                                          f"onnx_dir='{tmp_path}'"])
-    assert written == [str(tmp_path / "fasterseg_student.onnx")]
-    session = onnxruntime.InferenceSession(written[0], providers=["CPUExecutionProvider"])
-    assert [i.shape for i in session.get_inputs()] == [[1, 3, 64, 128]]
-    assert session.get_outputs()[0].shape == [1, 19, 64, 128]
+def test_export_onnx_script_random_weights_by_name(tmp_path):
+    meta = script("export_onnx").main(["--random-weights", "--size", "64", "128", "--no-eval", "--exporter",
+                                       "torchscript", "--dynamic-batch", "--dynamic-hw", "--argmax", "--out",
+                                       str(tmp_path)])
+    assert meta["source"]["weights"] == "random (untrained)" and meta["output"]["kind"] == "class_ids_uint8"
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.shape for i in session.get_inputs()] == [["batch", 3, "height", "width"]]
+    out = session.run(None, {"input": np.zeros((2, 3, 96, 160), np.float32)})[0]
+    assert out.shape == (2, 96, 160) and out.dtype == np.uint8 and out.max() < 19
+
+
+
+def test_a_malicious_npy_table_is_refused_and_nothing_runs(tmp_path):
+    """The issue's reproduction: ``run_latency.py measure=False lut_path=evil.npy`` must not run the payload."""
+    import numpy as np
+
+    from tools.latency.table import import_npy, load_table
+    pwned = str(tmp_path / "pwned")
+    evil = str(tmp_path / "evil.npy")
+    np.save(evil, np.array(Payload(pwned), dtype=object))
+    words = r"latency lookup table .*evil.npy asks to run 'posix.mkdir' when loaded.*refused without running anything"
+    for attempt in (lambda: import_npy(evil), lambda: load_table(evil, resolution=(1024, 2048)),
+                    lambda: script("run_latency").main(["measure=False", f"lut_path='{evil}'",
+                                                        f"output_root='{tmp_path / 'runs'}'", "plots=False"])):
+        with pytest.raises(TableError, match=words):
+            attempt()
+    assert not os.path.exists(pwned)

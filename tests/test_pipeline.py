@@ -16,6 +16,11 @@ def test_training_and_latency_build_the_searched_space(tmp_path):
     train = load_config("train_tiny", pipeline.train_args("teacher"))
     assert (train.layers, train.Fch, train.width_mult_list) == (search.layers, search.Fch, search.width_mult_list)
     assert train.load_path == str(tmp_path / "search") and train.mode == "teacher"
+    # the demo's short-run schedule (1,000 steps, poly) unless the user overrides it on the command line
+    assert (train.nepochs * train.niters_per_epoch, train.lr_schedule, train.lr) == (1000, "poly", 0.05)
+    user = Pipeline(str(tmp_path / "runs"), str(tmp_path / "data"), overrides=["nepochs=2"])
+    user.state["search"] = {"folder": str(tmp_path / "search")}
+    assert load_config("train_tiny", user.train_args("teacher")).nepochs == 2
 
 
 def test_user_overrides_go_only_to_presets_that_know_them(tmp_path):
@@ -52,7 +57,7 @@ def test_chance_level_and_summary_table(tmp_path):
     generate_demo_dataset(root, seed=0, counts={"train": 1, "val": 2, "test": 0}, size=(64, 128))
     create_label_images(root, "cityscapes", progress=False)
     create_mapping_lists(root, "cityscapes")
-    chance = chance_miou(root)
+    chance = chance_miou(load_config("train_tiny", [f"dataset_path='{root}'"]))
     assert 0.0 < chance < 0.05
     summary = {"rows": [{"network": n, "val_mIoU": 0.2, "params": 10, "flops_g": 0.1, "lut_latency_ms": 1.0,
                          "latency_ms": 2.0, "fps": 500.0, "input_size": [1, 3, 64, 128]}
@@ -61,3 +66,101 @@ def test_chance_level_and_summary_table(tmp_path):
                "tensorboard": "tensorboard --logdir runs", "seconds": {s: 1.0 for s in STAGES}}
     text = format_summary(summary)
     assert "student" in text and f"{chance:.4f}" in text and "runs/test" in text
+
+
+def test_lookup_table_is_made_for_the_gpu_the_search_runs_on(tmp_path, fake_cuda, monkeypatch):
+    """Issue 13 item 1: on a GPU box (CUDA faked) the demo measures its table on the device the search uses,
+    so the search accepts it (it refused the CPU table with a TableError)."""
+    import tools.pipeline as pipeline_module
+    from tools.engine.distributed import resolve_device
+    from tools.search.loop import open_latency_table
+
+    def fake_fill(table, specs, **kwargs):   # one entry instead of timing the whole grid
+        table.entries[specs[0][1].key] = 1.0
+        table.save()
+        return [specs[0][1].key]
+
+    def run_script(relative_path, argv):
+        module = pipeline_module.load_script(relative_path)
+        monkeypatch.setattr(module, "fill_table", fake_fill)
+        return module.main(argv)
+
+    monkeypatch.setattr(pipeline_module, "run_script", run_script)
+    pipeline = Pipeline(str(tmp_path / "runs"), str(tmp_path / "data"))   # device 'auto', as run_demo.py
+    entry = pipeline.stage_lut()
+    search = load_config("search_tiny", pipeline.search_args())
+    device = resolve_device(search.device)
+    assert device.type == "cuda" and search.lut_path == entry["file"] and "_cuda_" in entry["file"]
+    table = open_latency_table(search, device, str(tmp_path))
+    assert table.meta["device"] == fake_cuda.name and len(table) == 1
+
+
+def camvid_copy(tmp_path):
+    import shutil
+    source = tmp_path / "camvid_source"
+    shutil.copytree(os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "camvid"), str(source))
+    return source
+
+
+def test_camvid_main_job_wires_the_cpu_presets_and_links_the_data(tmp_path, monkeypatch):
+    """python run_demo.py --data camvid: CamVid is linked (its source may be read-only), listed, and every stage
+    gets the CamVid CPU presets, the searched space's size and the 15-epoch training budget."""
+    import tools.pipeline as pipeline_module
+    source = camvid_copy(tmp_path)
+    pipeline = Pipeline(str(tmp_path / "runs"), str(source), data="camvid", device="cpu")
+    calls = []
+    original = pipeline_module.run_script
+
+    def record(relative_path, argv):
+        calls.append((relative_path, list(argv)))
+        if relative_path.startswith("dataset/"):
+            return original(relative_path, argv)
+        return None
+    monkeypatch.setattr(pipeline_module, "run_script", record)
+    entry = pipeline.stage_data()
+    data = tmp_path / "runs" / "data"
+    assert entry == {"folder": str(data)} and os.path.islink(str(data / "train"))
+    assert open(str(data / "camvid_val.txt")).read() == "val/0016E5_07959.jpg valannot/0016E5_07959.png\n"
+    assert pipeline.is_reusable("data") is False and pipeline.stages == STAGES
+    pipeline.state["data"] = entry
+    assert pipeline.is_reusable("data")
+    pipeline.state["search"] = {"folder": str(tmp_path / "runs" / "search")}
+    teacher = load_config("camvid_train_cpu", pipeline.train_args("teacher"))
+    assert (teacher.dataset, teacher.num_classes, teacher.layers, teacher.Fch, teacher.nepochs) == \
+        ("camvid", 11, 8, 6, 15)
+    assert teacher.eval_source == str(data / "camvid_val.txt") and teacher.load_path.endswith("search")
+    search = load_config("camvid_search_cpu", pipeline.search_args() + ["pretrain=True"])
+    assert search.lut_path.endswith("lut_pytorch_cpu_384x480.json") and search.dataset_path == str(data)
+    assert 0.0 < chance_miou(teacher) < 0.2
+
+
+def test_camvid_published_variant_skips_the_search(tmp_path):
+    source = camvid_copy(tmp_path)
+    pipeline = Pipeline(str(tmp_path / "runs"), str(source), data="camvid", arch="published", device="cpu")
+    assert pipeline.stages == ("data", "teacher", "student", "evaluate", "latency")
+    student = load_config("camvid_train_cpu", pipeline.train_args("student"))
+    assert student.load_path == "" and (student.layers, student.Fch) == (16, 12)
+
+
+def test_camvid_missing_data_is_one_sentence(tmp_path):
+    from tools.data.errors import DataFileNotFoundError
+    pipeline = Pipeline(str(tmp_path / "runs"), str(tmp_path / "nowhere"), data="camvid", device="cpu")
+    with pytest.raises(DataFileNotFoundError, match="CamVid not found in .*nowhere.*trainannot/, val/, valannot/ "
+                                                    "there"):
+        pipeline.stage_data()
+    with pytest.raises(PipelineError, match="--data 'kitti' is unknown"):
+        Pipeline(str(tmp_path), data="kitti")
+
+
+def test_a_saved_lookup_table_makes_the_search_reproducible(tmp_path):
+    saved = tmp_path / "lut_saved.json"
+    saved.write_text("{}")
+    pipeline = Pipeline(str(tmp_path / "runs"), str(tmp_path / "data"), device="cpu", lut=str(saved))
+    assert pipeline.stage_lut() == {"file": str(saved), "saved": True}
+    assert load_config("search_tiny", pipeline.search_args()).lut_path == str(saved)
+    missing = Pipeline(str(tmp_path / "runs"), str(tmp_path / "data"), device="cpu", lut=str(tmp_path / "no.json"))
+    with pytest.raises(PipelineError, match="--lut .*no.json does not exist"):
+        missing.stage_lut()
+    summary = {"rows": [], "chance_mIoU": 0.01, "folders": {}, "predictions": "p", "tensorboard": "t",
+               "seconds": {}, "lut": {"file": "runs/demo/lut.json", "saved": False}}
+    assert "add --lut runs/demo/lut.json to repeat this search exactly" in format_summary(summary)

@@ -1,5 +1,7 @@
 """train/predict.py and tools/engine/predictor.py: images, folders and videos in, colour masks and overlays out."""
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -9,12 +11,15 @@ import pytest
 import torch
 
 from tests.train_helpers import street_scene
-from tools.config import load_config
+from tools.config import ConfigError, load_config
 from tools.data.datasets import read_image
-from tools.data.fileio import write_png
+from tools.data.fileio import write_json, write_png
 from tools.data.labels import cityscapes_labels
 from tools.data.visualize import colorize
-from tools.engine.predictor import PredictInputError, collect_inputs, load_predictor, predict_inputs
+from tools.engine import predictor as predictor_module
+from tools.engine.predictor import (PredictInputError, collect_inputs, config_for_weights, load_predictor,
+                                    predict_inputs)
+from tools.engine.run import config_snapshot
 from tools.engine.train_run import build_network
 from tools.engine.weights import save_weights
 
@@ -47,7 +52,8 @@ def test_images_folders_and_videos_give_masks_and_overlays(files, tmp_path):
     written = predict_inputs(predictor, [str(root / "folder"), str(root / "odd.jpg"), str(root / "drive.mp4")],
                              str(tmp_path), save_ids=True, progress=False)
     names = sorted(os.path.basename(p) for p in written)
-    assert names == sorted(["street0_mask.png", "street0_overlay.png", "street0_trainIds.png", "street1_mask.png",
+    assert names == sorted(["legend.png", "street0_mask.png", "street0_overlay.png", "street0_trainIds.png",
+                            "street1_mask.png",
                             "street1_overlay.png", "street1_trainIds.png", "odd_mask.png", "odd_overlay.png",
                             "odd_trainIds.png", "drive_mask.mp4", "drive_overlay.mp4"])
     mask = read_image(str(tmp_path / "odd_mask.png"))
@@ -76,7 +82,48 @@ def test_command_line(files, tmp_path):
                "eval_flip=False"]
     completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-2000:]
-    assert "2 files from" in completed.stdout and os.path.isfile(tmp_path / "odd_overlay.png")
+    assert "3 files from" in completed.stdout and os.path.isfile(tmp_path / "odd_overlay.png")
+    assert re.search(r"1 frame\(s\) in [0-9.]+ s: [0-9.]+ FPS", completed.stdout)
+    assert os.path.isfile(tmp_path / "legend.png")
+
+
+def test_a_camera_index_is_read_like_a_video_until_max_frames(files, tmp_path, monkeypatch):
+    root, config = files
+    opened = []
+
+    def fake_capture(source):
+        opened.append(source)
+        return real_capture(str(root / "drive.mp4"))
+
+    real_capture = cv2.VideoCapture
+    monkeypatch.setattr(predictor_module.cv2, "VideoCapture", fake_capture)
+    assert collect_inputs(["0"]) == [("camera", 0)]
+    predictor, _ = load_predictor(config, str(root / "run"))
+    written = predict_inputs(predictor, ["0"], str(tmp_path), progress=False, max_frames=2)
+    assert opened == [0] and sorted(os.path.basename(p) for p in written) == [
+        "camera0_mask.mp4", "camera0_overlay.mp4", "legend.png"]
+    assert predictor.frames == 2 and predictor.fps > 0
+
+
+def test_one_forward_pass_by_default_and_the_run_folders_own_config(files, tmp_path):
+    root, config = files
+    sliding = load_config("train", ["device='cpu'", "eval_flip=True", "eval_scale_array=[0.75, 1.0]"])
+    predictor, _ = load_predictor(sliding, str(root / "run"))
+    assert predictor.evaluator.multi_scales == [1] and not predictor.evaluator.is_flip
+    predictor, _ = load_predictor(sliding, str(root / "run"), tta=True)
+    assert predictor.evaluator.multi_scales == [0.75, 1.0] and predictor.evaluator.is_flip
+    run = tmp_path / "run"
+    shutil.copytree(str(root / "run"), str(run))
+    saved = config_snapshot(config)
+    saved.update(num_classes=3, dataset="custom", labels_file=str(tmp_path / "labels.csv"))
+    (tmp_path / "labels.csv").write_text("name,id,trainId,color_r,color_g,color_b\na,0,0,1,2,3\nb,1,1,4,5,6\n"
+                                         "c,2,2,7,8,9\n")
+    write_json(str(run / "config.json"), saved)
+    own = config_for_weights(str(run / "weights1.pt"), None, ["device='cpu'"])
+    assert own.num_classes == 3 and own.labels_file == str(tmp_path / "labels.csv")
+    assert config_for_weights(str(run), "train", []).num_classes == 19       # --config wins
+    with pytest.raises(ConfigError, match="does not set a key of"):
+        config_for_weights(str(run), None, ["no_such_key=1"])
 
 
 @pytest.mark.parametrize("inputs, words", [
@@ -95,6 +142,6 @@ def test_empty_folder_and_missing_weights(tmp_path, files):
         collect_inputs([str(tmp_path)])
     with pytest.raises(PredictInputError, match="holds neither weights1.pt nor weights0.pt"):
         load_predictor(config, str(tmp_path))
-    with pytest.raises(PredictInputError, match="cannot tell teacher from student"):
+    with pytest.raises(PredictInputError, match=r"cannot tell teacher from student .*; pass --arch-idx 0 or 1"):
         (tmp_path / "model.pt").write_bytes(b"")
         load_predictor(config, str(tmp_path / "model.pt"))

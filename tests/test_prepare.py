@@ -168,6 +168,30 @@ def test_missing_root(tmp_path):
         create_label_images(str(tmp_path))
 
 
+def test_camvid_lists_find_jpeg_images_and_the_loader_ignores_void(tmp_path):
+    """../shared/camvid holds JPEG images and SegNet's PNG labels; lists must find them, value 11 is ignored."""
+    import shutil
+
+    from tools.config import load_config
+    from tools.data.datasets import dataset_from_config
+    root = tmp_path / "camvid"
+    shutil.copytree(os.path.join(REPO, "tests", "data", "camvid"), str(root))
+    lists = create_mapping_lists(str(root), "camvid")
+    assert sorted(lists) == ["train", "train_val", "val"]
+    assert open(lists["train"]).read().splitlines() == [
+        "train/0001TP_006690.jpg trainannot/0001TP_006690.png", "train/0006R0_f02670.jpg trainannot/0006R0_f02670.png"]
+    config = load_config("camvid_train", [f"dataset_path='{root}'"])
+    val = dataset_from_config(config, "val")
+    item = val[0]
+    assert item["data"].shape == (360, 480, 3) and item["label"].shape == (360, 480)
+    raw = np.array(Image.open(str(root / "valannot" / "0016E5_07959.png")))
+    assert (item["label"] == 255).sum() == (raw == 11).sum() > 0
+    assert set(np.unique(item["label"])) <= set(range(11)) | {255}
+    os.remove(str(root / "valannot" / "0016E5_07959.png"))
+    with pytest.raises(DataFileNotFoundError, match="valannot"):
+        create_mapping_lists(str(root), "camvid")
+
+
 def test_camvid_lists_follow_its_folder_layout(tmp_path):
     for split in ("train", "val"):
         write_png(str(tmp_path / split / "0001TP_006690.png"), np.zeros((4, 4, 3), np.uint8))

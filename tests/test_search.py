@@ -9,9 +9,10 @@ import torch
 
 from tests.demo_helpers import make_small_demo
 from tests.search_helpers import WIDTHS, batch, synthetic_table, tiny_supernet
-from tools.config import load_config
+from tools.config import ConfigError, load_config
 from tools.data.datasets import dataset_from_config
 from tools.engine.evaluator import Evaluator
+from tools.engine.run import RunFolderError, RunLock, RunLockedError
 from tools.models.archfile import load_arch
 from tools.models.derived import build_derived
 from tools.search import loop
@@ -85,6 +86,17 @@ def test_search_writes_arch_files_with_their_own_metrics(pretrain_then_search):
     log = open(os.path.join(folder, "log.txt")).read()
     assert "valid_mIoU_student_16s_32s" in log and "Objective_student_16s_32s" in log
     assert "arch_latency_weight_student" in log
+
+
+def test_pretrain_and_search_write_a_metrics_line_per_epoch(pretrain_then_search):
+    from tools.engine.run_outputs import read_metrics
+    pretrain, search = (read_metrics(folder) for folder in pretrain_then_search)
+    assert [r["epoch"] for r in pretrain] == [1] and pretrain[0]["stage"] == "pretrain"
+    assert set(pretrain[0]["val_mIoU"]) == {"min", "max", "random"} and pretrain[0]["lr"] > 0
+    assert set(pretrain[0]["val_mIoU"]["max"]) == {"8s", "16s", "32s", "8s_32s", "16s_32s"}
+    record = search[0]
+    assert record["stage"] == "search" and record["loss"] > 0 and set(record["val_mIoU"]) == {"teacher", "student"}
+    assert record["fps"]["student"]["lasts_2_1"] > 0 and set(record["latency_weight"]) == {"teacher", "student"}
 
 
 def test_arch_record_keeps_each_architectures_numbers():
@@ -175,39 +187,47 @@ def test_five_heads_from_one_forward_equal_five_evaluator_passes(demo_root):
 
 
 def test_resume_gives_the_uninterrupted_result(demo_root, tmp_path, monkeypatch):
-    """Search from scratch (pretrain=False), 2 epochs of 1 step: uninterrupted vs killed in epoch 2 + resume."""
+    """Search from scratch (pretrain=False), 2 epochs of 1 step: uninterrupted vs killed in epoch 2 (in its
+    training, or in its validation) + resume; the folder lock and FAILED marker of tools/engine/run.py."""
     def config(out, **kw):
         return tiny_config(demo_root, out, pretrain=False, nepochs=2, arch_plots=False, **kw)
 
     full = run(config(tmp_path / "a"), table=synthetic_table(), progress=False)
 
-    original = loop.SearchRun.train_one_epoch
+    for out, method in (("b", "train_one_epoch"), ("c", "end_of_epoch")):
+        original = getattr(loop.SearchRun, method)
 
-    def killed_in_second_epoch(self, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return original(self, epoch)
+        def killed_in_second_epoch(self, epoch, original=original):
+            if epoch == 1:
+                raise KeyboardInterrupt
+            return original(self, epoch)
 
-    monkeypatch.setattr(loop.SearchRun, "train_one_epoch", killed_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        run(config(tmp_path / "b"), table=synthetic_table(), progress=False)
-    monkeypatch.setattr(loop.SearchRun, "train_one_epoch", original)
-    interrupted = os.listdir(tmp_path / "b")[0]
-    assert os.path.isfile(tmp_path / "b" / interrupted / "checkpoint.pt")
-    resumed = run(config(tmp_path / "b", resume=True), table=synthetic_table(), progress=False)
-    assert os.path.basename(resumed) == interrupted
-    for name in ("weights.pt", "arch_1.pt", "arch_0.pt"):
-        a = torch.load(os.path.join(full, name), weights_only=True)
-        b = torch.load(os.path.join(resumed, name), weights_only=True)
-        for key in a:
-            if torch.is_tensor(a[key]):
-                assert torch.equal(a[key], b[key]), (name, key)
-            else:
-                assert a[key] == b[key], (name, key)
+        monkeypatch.setattr(loop.SearchRun, method, killed_in_second_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            run(config(tmp_path / out), table=synthetic_table(), progress=False)
+        monkeypatch.setattr(loop.SearchRun, method, original)
+        interrupted = os.listdir(tmp_path / out)[0]
+        folder = str(tmp_path / out / interrupted)
+        assert os.path.isfile(os.path.join(folder, "checkpoint.pt"))
+        assert "KeyboardInterrupt" in open(os.path.join(folder, "FAILED")).read()
+        holder = RunLock(folder).acquire()
+        with pytest.raises(RunLockedError, match=f"in use by process {os.getpid()}"):
+            run(config(tmp_path / out, resume=True), table=synthetic_table(), progress=False)
+        holder.release()
+        resumed = run(config(tmp_path / out, resume=True), table=synthetic_table(), progress=False)
+        assert os.path.basename(resumed) == interrupted and not os.path.exists(os.path.join(folder, "FAILED"))
+        for name in ("weights.pt", "arch_1.pt", "arch_0.pt"):
+            a = torch.load(os.path.join(full, name), weights_only=True)
+            b = torch.load(os.path.join(resumed, name), weights_only=True)
+            for key in a:
+                if torch.is_tensor(a[key]):
+                    assert torch.equal(a[key], b[key]), (out, name, key)
+                else:
+                    assert a[key] == b[key], (out, name, key)
     # a finished folder is never written again
-    with pytest.raises(SearchSetupError, match="already finished"):
+    with pytest.raises(RunFolderError, match="already finished"):
         run(config(tmp_path / "b", resume=resumed), table=synthetic_table(), progress=False)
-    with pytest.raises(SearchSetupError, match="no unfinished run"):
+    with pytest.raises(RunFolderError, match="no unfinished run"):
         run(config(tmp_path / "b", resume=True), table=synthetic_table(), progress=False)
 
 
@@ -259,13 +279,34 @@ def test_tiny_preset_keeps_the_original_defaults():
     assert load_config("configs/search_tiny.py", ["batch_size=3"]).batch_size == 3
 
 
-@pytest.mark.parametrize("override, message", [
-    (dict(fps_source="fast"), "fps_source='fast' is unknown"),
-    (dict(pretrain=1), "pretrain=1 must be True"),
-    (dict(train_portion=1.0), "train_portion=1.0 must be between 0 and 1"),
-    (dict(niters_per_epoch=0), "must all be at least 1"),
+@pytest.mark.parametrize("override, error, message", [
+    (dict(fps_source="fast"), SearchSetupError, "fps_source='fast' is unknown"),
+    (dict(pretrain=1), ConfigError, "pretrain=1 is not True or False or a string"),
+    (dict(train_portion=1.0), ConfigError, r"train_portion=1.0 must be between 0 and 1"),
+    (dict(niters_per_epoch=0), ConfigError, "niters_per_epoch=0 must be at least 1"),
 ])
-def test_bad_settings_are_one_sentence(demo_root, tmp_path, override, message):
-    with pytest.raises(SearchSetupError, match=message):
+def test_bad_settings_are_one_sentence(demo_root, tmp_path, override, error, message):
+    with pytest.raises(error, match=message):
         run(tiny_config(demo_root, tmp_path, **override), table=synthetic_table(), progress=False)
     assert not [name for name in os.listdir(tmp_path) if name.startswith("search-")]   # nothing created
+
+
+def test_latency_is_timed_on_the_search_device_not_cuda_0(fake_cuda, monkeypatch, tmp_path):
+    """Issue 13 item 8: with device cuda:1, table misses and backend FPS are timed on cuda:1 (CUDA faked)."""
+    from types import SimpleNamespace
+
+    import tools.latency.table as table_module
+    seen = []
+    monkeypatch.setattr(table_module, "table_for", lambda *args, **kwargs: seen.append(kwargs["device"]) or "table")
+    monkeypatch.setattr(loop, "arch_latencies", lambda *args, **kwargs: seen.append(kwargs["device"]) or (1., 1., None))
+    monkeypatch.setattr(loop, "log_report", lambda *args, **kwargs: None)
+    config = load_config("search_tiny", [f"output_root='{tmp_path}'", "fps_source='backend'"])
+    device = torch.device("cuda:1")
+    assert loop.open_latency_table(config, device, str(tmp_path)) == "table"
+    run = SimpleNamespace(config=config, device=device, table="table", writer=None, logger=None,
+                          model=SimpleNamespace(_arch_names=[{}], prun_mode="min", arch_idx=None),
+                          _evaluate=lambda: [0.5] * 5,
+                          architect=SimpleNamespace(latency_weight=[0.0], latency_supernet=0.0),
+                          history={"mIoU": [], "fps": [], "latency_supernet": [], "latency_weight": []})
+    loop.SearchRun.validate_search(run, 0)
+    assert seen == ["cuda:1", "cuda:1"]

@@ -13,9 +13,11 @@ import torch
 from PIL import Image
 
 from tests.demo_helpers import make_small_demo
-from tools.config import load_config
+from tests.reliability_helpers import dead_pid
+from tools.config import ConfigError, load_config
 from tools.data.errors import DataError
 from tools.engine.checkpoint import CheckpointError
+from tools.engine.run import RunFolderError, RunLock, RunLockedError
 from tools.engine.train_run import TrainSetupError, run
 from tools.engine.trainer import NonFiniteLossError, Trainer
 from tools.engine.weights import WeightsMismatchError
@@ -101,6 +103,8 @@ def test_distillation_term_only_in_student_mode(workspace, teacher_run, monkeypa
 def test_eval_mode_scores_both_networks_of_a_student_run(workspace, student_run):
     summary = run(config(workspace, "is_eval=True", f"eval_path='{student_run['run_dir']}'"))
     assert os.path.basename(summary["run_dir"]).startswith("eval-64x128_student_batch2-")
+    records = [json.loads(line) for line in open(os.path.join(summary["run_dir"], "metrics.jsonl"))]
+    assert [r["epoch"] for r in records] == [0] and set(records[0]["val_mIoU"]) == {"teacher", "student"}
     assert summary["val_mIoU"]["student"] == pytest.approx(student_run["val_mIoU"]["student"], abs=1e-9)
     assert summary["val_mIoU"]["teacher"] == pytest.approx(student_run["val_mIoU"]["teacher"], abs=1e-9)
 
@@ -109,6 +113,7 @@ def test_test_mode_writes_one_submission_png_per_test_image(workspace, student_r
     summary = run(config(workspace, "is_eval=True", "is_test=True", f"eval_path='{student_run['run_dir']}'"))
     files = sorted(os.listdir(summary["test_dir"]))
     assert files == ["berlin_000000_000019_leftImg8bit.png", "berlin_000001_000019_leftImg8bit.png"]
+    assert os.path.isfile(os.path.join(summary["test_dir"] + "_color", "legend.png"))
     ids = np.asarray(Image.open(os.path.join(summary["test_dir"], files[0])))
     assert ids.shape == (64, 128) and set(np.unique(ids)) <= {7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26,
                                                               27, 28, 31, 32, 33}
@@ -158,7 +163,7 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_weights(workspace, mon
     a, b = state(os.path.join(whole["run_dir"], "weights0.pt")), state(os.path.join(resumed["run_dir"], "weights0.pt"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
-    with pytest.raises(TrainSetupError, match="already finished"):
+    with pytest.raises(RunFolderError, match="already finished"):
         run(config(workspace, *settings, f"resume='{resumed['run_dir']}'"))
 
 
@@ -193,7 +198,7 @@ def test_nan_loss_stops_saves_and_names_the_iteration(workspace):
      r"weights0.pt does not exist\. It is written by teacher training"),
     (["is_eval=True"], TrainSetupError, "is_eval=True needs eval_path"),
     (["mode='teacher'", "num_classes=11"], DataError, "num_classes=11 but dataset 'cityscapes'"),
-    (["mode='teacher'", "batch_size=0"], TrainSetupError, "must all be at least 1"),
+    (["mode='teacher'", "batch_size=0"], ConfigError, "batch_size=0 must be at least 1"),
 ])
 def test_bad_input_is_one_clear_sentence(workspace, overrides, error, words):
     with pytest.raises(error, match=words):
@@ -204,3 +209,130 @@ def test_teacher_with_the_wrong_architecture_is_refused(workspace, student_run, 
     os.symlink(os.path.join(student_run["run_dir"], "weights1.pt"), tmp_path / "weights0.pt")
     with pytest.raises(WeightsMismatchError, match="does not fit the network built from the arch file"):
         run(config(workspace, "mode='student'", f"teacher_path='{tmp_path}'", output="bad"))
+
+
+def test_student_alone_trains_without_a_teacher(workspace, monkeypatch):
+    """arch_idx=[1] (as the original's train.py allows): the student alone, no teacher built, no distillation."""
+    losses, kls = [], []
+    original_step = Trainer.train_step
+
+    def spy(self, images, target, iteration=0):
+        result = original_step(self, images, target, iteration)
+        losses.append(float(result["loss"]))
+        kls.append(result["kl"])
+        return result
+
+    monkeypatch.setattr(Trainer, "train_step", spy)
+    summary = run(config(workspace, "mode='student'", "arch_idx=[1]", "nepochs=2", "niters_per_epoch=4",
+                         "val_interval=5", output="alone"))
+    folder = summary["run_dir"]
+    assert os.path.isfile(os.path.join(folder, "weights1.pt")) and not os.path.exists(
+        os.path.join(folder, "weights0.pt"))
+    assert set(summary["val_mIoU"]) == {"student"} and set(summary["networks"]) == {"student"}
+    assert summary["networks"]["student"]["params"] == 4385689
+    assert all(kl is None for kl in kls)
+    assert np.mean(losses[-2:]) < np.mean(losses[:2])
+    log = open(os.path.join(folder, "log.txt")).read()
+    assert "teacher" not in log.split("args = ")[-1].split("\n", 1)[1]
+
+
+def test_poly_schedule_sets_the_lr_of_every_iteration(workspace, monkeypatch):
+    seen = []
+    original_step = Trainer.train_step
+
+    def spy(self, images, target, iteration=0):
+        seen.append(self.optimizer.param_groups[0]["lr"])
+        return original_step(self, images, target, iteration)
+
+    monkeypatch.setattr(Trainer, "train_step", spy)
+    run(config(workspace, "mode='student'", "arch_idx=[1]", "nepochs=2", "niters_per_epoch=2", "lr=0.1",
+               "lr_schedule='poly'", "warmup_iters=1", "val_interval=5", output="poly"))
+    assert seen == pytest.approx([0.1, 0.1, 0.1 * (2 / 3) ** 0.9, 0.1 * (1 / 3) ** 0.9])
+    with pytest.raises(TrainSetupError, match="warmup_iters"):
+        run(config(workspace, "mode='teacher'", "warmup_iters=5", output="poly"))
+    with pytest.raises(TrainSetupError, match="lr_schedule"):
+        run(config(workspace, "mode='teacher'", "lr_schedule='step'", output="poly"))
+
+
+
+def test_a_corrupt_eval_image_is_refused_before_the_first_step(workspace, tmp_path, monkeypatch):
+    steps = []
+    monkeypatch.setattr(Trainer, "train_step", lambda *args, **kwargs: steps.append(1))
+    label = open(workspace / "data" / "cityscapes_val_fine.txt").read().split()[1]
+    bad = tmp_path / "bad_leftImg8bit.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (tmp_path / "val.txt").write_text(f"{bad} {workspace / 'data' / label}\n")
+    with pytest.raises(DataError, match=r"image .*bad_leftImg8bit.png cannot be read \(corrupt or not an image"):
+        run(config(workspace, "mode='teacher'", f"eval_source='{tmp_path / 'val.txt'}'", output="corrupt"))
+    assert steps == [] and not os.path.exists(workspace / "corrupt")           # no step, no run folder
+
+
+def test_a_failing_validation_keeps_the_epoch_and_the_resumed_run_validates_first(workspace, monkeypatch):
+    from tools.engine.train_eval import Evaluation
+    original = Evaluation.validate
+
+    def crash(self, model, name, step):
+        raise RuntimeError("validation crashed")
+
+    monkeypatch.setattr(Evaluation, "validate", crash)
+    with pytest.raises(RuntimeError, match="validation crashed"):
+        run(config(workspace, "mode='teacher'", "niters_per_epoch=1", output="valfail"))
+    folder = str(workspace / "valfail" / os.listdir(workspace / "valfail")[0])
+    saved = state(os.path.join(folder, "checkpoint.pt"))
+    assert saved["epoch"] == 1 and saved["pending_eval"] is True                 # the epoch was saved first
+    assert "RuntimeError: validation crashed" in open(os.path.join(folder, "FAILED")).read()
+    monkeypatch.setattr(Evaluation, "validate", original)
+    steps = []
+    monkeypatch.setattr(Trainer, "train_step", lambda *args, **kwargs: steps.append(1))
+    resumed = run(config(workspace, "mode='teacher'", "niters_per_epoch=1", "resume=True", output="valfail"))
+    assert steps == [] and resumed["run_dir"] == folder                          # nothing retrained
+    assert 0.0 <= resumed["history"][0]["val_mIoU"]["teacher"] <= 1.0
+    assert sorted(n for n in os.listdir(folder) if n.isupper()) == ["DONE"]
+
+
+def test_resume_is_refused_while_in_use_or_with_other_settings_and_cleans_up_after_a_kill(workspace, monkeypatch):
+    settings = ("mode='teacher'", "val_interval=5", "niters_per_epoch=1")
+    with pytest.raises(RunFolderError, match="holds no unfinished run named train-64x128_teacher_batch2-"):
+        run(config(workspace, *settings, "nepochs=2", "resume=True", output="safe"))   # nothing to resume: stop
+    original_step = Trainer.train_step
+
+    def killed(self, images, target, iteration=0):
+        if iteration == 1:                                     # the first step of epoch 2
+            raise KeyboardInterrupt
+        return original_step(self, images, target, iteration)
+
+    monkeypatch.setattr(Trainer, "train_step", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(config(workspace, *settings, "nepochs=2", output="safe"))
+    monkeypatch.setattr(Trainer, "train_step", original_step)
+    folder = str(workspace / "safe" / os.listdir(workspace / "safe")[0])
+    assert "KeyboardInterrupt" in open(os.path.join(folder, "FAILED")).read()
+    assert not os.path.exists(os.path.join(folder, "LOCK"))
+    holder = RunLock(folder).acquire()                         # another process working in the folder
+    try:
+        with pytest.raises(RunLockedError, match=f"run folder {folder} is in use by process {os.getpid()} on "):
+            run(config(workspace, *settings, "nepochs=2", "resume=True", output="safe"))
+    finally:
+        holder.release()
+    with pytest.raises(RunFolderError, match=r"cannot be resumed with other settings \(lr 0.01 -> 0.5, "
+                                             r"seed 12345 -> 999\)"):
+        run(config(workspace, *settings, "nepochs=2", "resume=True", "lr=0.5", "seed=999", output="safe"))
+    from tools.engine.train_eval import Evaluation                   # the unfinished run as a student's teacher
+    monkeypatch.setattr(Evaluation, "validate", lambda *args, **kwargs: 0.0)
+    student = run(config(workspace, "mode='student'", "niters_per_epoch=1", f"teacher_path='{folder}'",
+                         output="from_unfinished"))
+    monkeypatch.undo()
+    log = open(os.path.join(student["run_dir"], "log.txt")).read()
+    assert f"WARNING: teacher_path={folder} is a run that has not finished (it failed: " in log, log[-3000:]
+    # what a kill -9 leaves: a lock nobody holds and a half-written temporary checkpoint
+    with open(os.path.join(folder, "LOCK"), "w") as handle:
+        json.dump({"pid": dead_pid(), "host": "here", "started": "then"}, handle)
+    open(os.path.join(folder, ".tmp-checkpoint.pt.abc.tmp"), "wb").write(b"half")
+    resumed = run(config(workspace, *settings, "nepochs=3", "resume=True", output="safe"))
+    assert resumed["run_dir"] == folder and [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    log = open(os.path.join(folder, "log.txt")).read()
+    for line in ("took over the lock of process", "the previous attempt failed: ", "KeyboardInterrupt",
+                 "removed 1 temporary file(s) left by an interrupted write: .tmp-checkpoint.pt.abc.tmp",
+                 "resume: nepochs changed from 2 to 3 (applied)"):
+        assert line in log
+    assert not [n for n in os.listdir(folder) if n in ("FAILED", "LOCK") or n.endswith(".tmp")]

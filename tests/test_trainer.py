@@ -153,3 +153,14 @@ def test_state_dict_round_trip_restores_model_optimizer_and_scaler():
     a, b = trainer.train_step(images, target), other.train_step(images, target)
     assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)
     assert os.environ.get("RANK") is None
+
+
+def test_iteration_lr_warms_up_then_decays():
+    from tools.engine.trainer import iteration_lr
+    lrs = [iteration_lr(0.1, "poly", it, 10, warmup_iters=2) for it in range(10)]
+    assert lrs[:3] == pytest.approx([0.05, 0.1, 0.1])
+    assert all(a > b for a, b in zip(lrs[2:], lrs[3:])) and lrs[-1] == pytest.approx(0.1 * (1 / 8) ** 0.9)
+    assert iteration_lr(0.1, "cosine", 5, 10) == pytest.approx(0.05)
+    assert iteration_lr(0.1, "cosine", 10, 10) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        iteration_lr(0.1, "exponential", 0, 10)

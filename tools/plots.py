@@ -9,6 +9,9 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
 
+import numpy as np  # noqa: E402
+
+from tools.data.fileio import atomic_write  # noqa: E402
 from tools.ops.primitives import PRIMITIVES  # noqa: E402
 
 SCALE_NAMES = {0: "1/8", 1: "1/16", 2: "1/32"}
@@ -82,8 +85,37 @@ def plot_path_width(lasts, paths, widths):
     return fig
 
 
+def plot_confusion(hist, names, title=""):
+    """The confusion matrix (rows: ground truth, columns: prediction) normalised per row, with class names."""
+    hist = np.asarray(hist, np.float64)
+    rows = hist.sum(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(rows > 0, hist / rows, 0.0)
+    size = 2.5 + 0.45 * len(names)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)))
+    ax.set_yticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=90)
+    ax.set_yticklabels(names)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
+    ax.set_title(f"confusion matrix (share of each true class){': ' + title if title else ''}")
+    if len(names) <= 25:
+        for i in range(len(names)):
+            for j in range(len(names)):
+                if share[i, j] >= 0.01:
+                    ax.text(j, i, f"{share[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if share[i, j] > 0.5 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
 def save_figure(fig, path):
-    """Save a figure as PNG and free it (figures are created in loops over branches/architectures)."""
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    """Save a figure as PNG (atomically) and free it (figures are created in loops over branches/architectures)."""
+    try:
+        atomic_write(path, lambda handle: fig.savefig(handle, format="png", bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return path

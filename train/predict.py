@@ -1,11 +1,13 @@
-"""Segment images, folders of images or videos with a trained FasterSeg network (colour masks and overlays).
+"""Segment images, folders of images, videos or a camera with a trained FasterSeg network (colour masks, overlays,
+a colour legend; the prediction speed in FPS is printed).
 
     python train/predict.py --weights runs/train-512x1024_student_batch12-.../weights1.pt \\
-        --input street.png --input photos/ --input drive.mp4 --output predictions/ [key=value ...]
+        --input street.png --input photos/ --input drive.mp4 --input 0 --max-frames 300 --output predictions/
 
-The network comes from ``load_path`` (default: the published FasterSeg arch files) and the weights file
-(weights0.pt = teacher, weights1.pt = student, or a run folder); ``device=cpu|cuda|auto`` and the ``eval_*``
-keys (scales, flip, crop size) apply as in evaluation.
+The network comes from the weights file (weights0.pt = teacher, weights1.pt = student, weights1_best.pt, or a
+run folder) and the settings of its run folder (config.json: classes, arch files, widths), or ``--config`` with
+``key=value`` overrides (``device=cpu|cuda|auto``). One forward pass of the whole image; ``--tta`` predicts as
+the evaluation does (the ``eval_*`` keys: scales, flip, sliding window). A number as ``--input`` is a camera.
 """
 import os
 import sys
@@ -14,26 +16,33 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse  # noqa: E402
 
-from tools.config import add_config_arguments, config_from_args  # noqa: E402
-from tools.engine.predictor import load_predictor, predict_inputs  # noqa: E402
+from tools.config import add_config_arguments  # noqa: E402
+from tools.engine.predictor import config_for_weights, load_predictor, predict_inputs  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", required=True, help="weights0.pt / weights1.pt or a training run folder")
-    parser.add_argument("--input", action="append", required=True, help="an image, a folder of images or a "
-                                                                        "video; repeat for several")
+    parser.add_argument("--input", action="append", required=True, help="an image, a folder of images, a video "
+                                                                        "or a camera index; repeat for several")
+    parser.add_argument("--max-frames", type=int, default=None, help="stop a video or camera after this many "
+                                                                      "frames (default: the end, or Ctrl-C)")
+    parser.add_argument("--tta", action="store_true", help="predict as the evaluation (eval_* keys) instead of "
+                                                           "one forward pass")
     parser.add_argument("--output", default="predictions", help="output folder (default: %(default)s)")
     parser.add_argument("--arch-idx", type=int, default=None, help="0 teacher / 1 student (default: from the "
                                                                    "weights file name)")
     parser.add_argument("--save-ids", action="store_true", help="also write <name>_trainIds.png class maps")
     parser.add_argument("--quiet", action="store_true")
-    add_config_arguments(parser, "train")
+    add_config_arguments(parser, None)
     args = parser.parse_args(argv)
-    config = config_from_args(args)
-    predictor, weights = load_predictor(config, args.weights, args.arch_idx)
-    written = predict_inputs(predictor, args.input, args.output, args.save_ids, progress=not args.quiet)
+    config = config_for_weights(args.weights, args.config, args.overrides)
+    predictor, weights = load_predictor(config, args.weights, args.arch_idx, tta=args.tta)
+    written = predict_inputs(predictor, args.input, args.output, args.save_ids, progress=not args.quiet,
+                             max_frames=args.max_frames)
     print(f"{len(written)} files from {weights} written to {args.output}")
+    print(f"{predictor.frames} frame(s) in {predictor.seconds:.2f} s: {predictor.fps:.1f} FPS (normalisation, "
+          f"network and argmax on {predictor.evaluator.device})")
     return written
 
 

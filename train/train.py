@@ -15,12 +15,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import argparse  # noqa: E402
 
 from tools.config import add_config_arguments, config_from_args  # noqa: E402
+from tools.engine.distributed import configure_cudnn  # noqa: E402
 from tools.engine.train_run import run  # noqa: E402
 
 
 def main(argv=None):
     parser = add_config_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]), "train")
     config = config_from_args(parser.parse_args(argv))
+    configure_cudnn(config.device, config.deterministic)
     return run(config)
 
 

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 import torch.utils.data as data
+from PIL import Image
 
 from tools.data.errors import DataError, DataFileNotFoundError
 from tools.data.labels import IGNORE_INDEX, camvid_labels, cityscapes_labels, load_labels_file
@@ -69,13 +70,16 @@ def select_entries(entries, index_select=None, portion=None, source=""):
     return entries
 
 
-def resize_for_down_sampling(img, down_sampling, nearest):
+def resize_for_down_sampling(img, down_sampling, nearest, path="image"):
     """The original ``_open_image`` resize: int -> size // d, (h, w) -> that size."""
     interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
     if isinstance(down_sampling, (int, np.integer)):
         if down_sampling == 1:
             return img
         h, w = img.shape[:2]
+        if h // down_sampling < 1 or w // down_sampling < 1:
+            raise DataError(f"{path} is {h}x{w}: too small for down_sampling={down_sampling} (it would have no "
+                            f"pixels left); remove it from the list or lower down_sampling.")
         return cv2.resize(img, (w // down_sampling, h // down_sampling), interpolation=interpolation)
     if not (isinstance(down_sampling, (tuple, list)) and len(down_sampling) == 2):
         raise DataError(f"down_sampling must be an int or a (height, width) pair, got {down_sampling!r}.")
@@ -96,14 +100,90 @@ def read_label(path):
     if lbl is None:
         raise DataError(f"label {path} cannot be read (corrupt or not an image); regenerate it with "
                         f"dataset/createTrainIdLabelImgs.py.")
+    if lbl.ndim != 2 and _image_mode(path) == "P":
+        lbl = _palette_indices(path)            # cv2 expands a palette PNG to colours: read its indices instead
     if lbl.ndim != 2:
-        raise DataError(f"label {path} has {lbl.shape[2]} channels; labels must be single-channel train-id "
-                        f"images such as *_labelTrainIds.png.")
+        raise DataError(_channels_error(path, lbl.shape[2]))
     if lbl.dtype != np.uint8:
         if lbl.max() > 255:
             raise DataError(f"label {path} holds values above 255; labels must be 8-bit train ids.")
         lbl = lbl.astype(np.uint8)
     return lbl
+
+
+def _channels_error(path, channels):
+    return (f"label {path} has {channels} channels; labels must be single-channel train-id images such as "
+            f"*_labelTrainIds.png (or palette PNGs, whose indices are read).")
+
+
+def _image_mode(path):
+    try:
+        with Image.open(path) as img:
+            return img.mode
+    except Exception:  # noqa: BLE001 - an unreadable file has no mode; the caller reports it
+        return None
+
+
+def _palette_indices(path):
+    """The index plane of a palette ('P') PNG: the values, not the colours the palette gives them."""
+    with Image.open(path) as img:
+        return np.asarray(img, dtype=np.uint8)
+
+
+# PIL modes with more than one channel (a label must have one: train ids, or palette indices)
+MULTI_CHANNEL_MODES = {"LA": 2, "PA": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3, "RGBA": 4, "RGBX": 4, "CMYK": 4}
+
+
+def header_size(path, what):
+    """(height, width, mode) from the file's header (no pixels decoded); a file that is no image is refused."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            mode = img.mode
+    except Exception as error:  # noqa: BLE001 - PIL raises several types for a corrupt or foreign file
+        advice = "regenerate it with dataset/createTrainIdLabelImgs.py" if what == "label" else \
+            "replace it or remove it from the list"
+        raise DataError(f"{what} {path} cannot be read (corrupt or not an image: {error}); {advice}.") from None
+    return height, width, mode
+
+
+def size_mismatch_error(img_path, img_hw, gt_path, gt_hw):
+    return DataError(f"image {img_path} is {img_hw[0]}x{img_hw[1]} but its label {gt_path} is {gt_hw[0]}x{gt_hw[1]}; "
+                     f"they must have the same size.")
+
+
+def check_images(dataset, min_scale=1.0, max_scale=1.0, crop=None):
+    """Read the header of every image and label of ``dataset`` before any work: each must be a readable image,
+    labels single-channel, image and label of one size, and every image must keep at least one pixel after
+    ``down_sampling`` and the smallest scale. ``crop`` (height, width): the training crop must fit in the largest
+    image at the largest scale (a larger one is always mostly padding). Raises DataError naming the file."""
+    down = dataset._down_sampling
+    largest = [0, 0]
+    for img_name, gt_name in dataset._file_names:
+        img_path = os.path.join(dataset._img_path, img_name)
+        height, width, _ = header_size(img_path, "image")
+        if gt_name is not None:
+            gt_path = os.path.join(dataset._gt_path, gt_name)
+            gt_height, gt_width, mode = header_size(gt_path, "label")
+            if mode in MULTI_CHANNEL_MODES:
+                raise DataError(_channels_error(gt_path, MULTI_CHANNEL_MODES[mode]))
+            if (gt_height, gt_width) != (height, width):
+                raise size_mismatch_error(img_path, (height, width), gt_path, (gt_height, gt_width))
+        if isinstance(down, (int, np.integer)):
+            down_h, down_w = height // down, width // down
+        else:
+            down_h, down_w = int(down[0]), int(down[1])
+        if int(down_h * min_scale) < 1 or int(down_w * min_scale) < 1:
+            raise DataError(f"image {img_path} is {height}x{width}: too small for down_sampling={down} and scale "
+                            f"{min_scale} (it would become {int(down_h * min_scale)}x{int(down_w * min_scale)} "
+                            f"pixels); remove it from {dataset._source} or lower down_sampling.")
+        largest = [max(largest[0], int(down_h * max_scale)), max(largest[1], int(down_w * max_scale))]
+    if crop is not None and (crop[0] > largest[0] or crop[1] > largest[1]):
+        fits = f"{max(32, largest[0] // 32 * 32)}x{max(32, largest[1] // 32 * 32)}"
+        raise DataError(f"training crop {crop[0]}x{crop[1]} (image_height/image_width) is larger than every image of "
+                        f"{dataset._source} after down_sampling={down} and the largest scale {max_scale} (at most "
+                        f"{largest[0]}x{largest[1]}), so every crop would be mostly padding; use a crop of at most "
+                        f"{fits}.")
 
 
 def check_label_values(lbl, num_classes, path, ignore_index=IGNORE_INDEX):
@@ -199,17 +279,16 @@ class BaseDataset(data.Dataset):
     def _fetch_data(self, img_path, gt_path):
         img = read_image(img_path)
         if gt_path is None:
-            return resize_for_down_sampling(img, self._down_sampling, nearest=False), None
+            return resize_for_down_sampling(img, self._down_sampling, nearest=False, path=img_path), None
         gt = read_label(gt_path)
         if img.shape[:2] != gt.shape:
-            raise DataError(f"image {img_path} is {img.shape[0]}x{img.shape[1]} but its label {gt_path} is "
-                            f"{gt.shape[0]}x{gt.shape[1]}; they must have the same size.")
+            raise size_mismatch_error(img_path, img.shape[:2], gt_path, gt.shape)
         if self.label_set is not None:
             if self.label_set.raw_label_map:
                 gt = self.label_set.raw_label_lut()[gt]
             check_label_values(gt, self.label_set.num_classes, gt_path, self.label_set.ignore_index)
-        img = resize_for_down_sampling(img, self._down_sampling, nearest=False)
-        gt = resize_for_down_sampling(gt, self._down_sampling, nearest=True)
+        img = resize_for_down_sampling(img, self._down_sampling, nearest=False, path=img_path)
+        gt = resize_for_down_sampling(gt, self._down_sampling, nearest=True, path=gt_path)
         return img, gt
 
 
@@ -246,6 +325,8 @@ def label_set_from_config(config):
     name = config.get("dataset", "cityscapes")
     if name == "custom":
         return load_labels_file(config.get("labels_file"))
+    if name == "camvid":
+        return camvid_labels(config.get("camvid_classes", "segnet"))
     return get_dataset_class(name).label_set
 
 
@@ -269,7 +350,11 @@ def dataset_from_config(config, split, preprocess=None, file_length=None, portio
                         f" ({label_set.source}) defines {label_set.num_classes} classes; set num_classes="
                         f"{label_set.num_classes}.")
     dataset_class = get_dataset_class(config.get("dataset", "cityscapes"))
-    return dataset_class(config.img_root_folder, config.gt_root_folder, source_for_split(config, split, test),
-                         split, preprocess=preprocess, file_length=file_length, down_sampling=config.down_sampling,
-                         portion=portion, index_select=index_select, label_set=label_set,
-                         seed=config.get("seed", 0))
+    dataset = dataset_class(config.img_root_folder, config.gt_root_folder, source_for_split(config, split, test),
+                            split, preprocess=preprocess, file_length=file_length,
+                            down_sampling=config.down_sampling, portion=portion, index_select=index_select,
+                            label_set=label_set, seed=config.get("seed", 0))
+    scales = config.get("train_scale_array" if split == "train" else "eval_scale_array") or [1]
+    crop = (preprocess.image_height, preprocess.image_width) if hasattr(preprocess, "image_height") else None
+    check_images(dataset, min(scales), max(scales), crop)
+    return dataset

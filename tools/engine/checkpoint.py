@@ -2,35 +2,19 @@
 
 The original saved with ``torch.save(obj, path)`` straight into the run folder, so a kill during the write left
 a truncated file and the run could not be resumed. Here every file is written next to its destination and
-renamed into place (``os.replace`` is atomic on POSIX and Windows), and everything is read back with
-``weights_only=True``: a checkpoint holds tensors, numbers, strings, lists and dicts only.
+renamed into place by the project's one atomic writer (``tools.data.fileio.atomic_write``: ``os.replace`` is
+atomic on POSIX and Windows), and everything is read back with ``weights_only=True``: a checkpoint holds tensors,
+numbers, strings, lists and dicts only.
 """
 import os
-import tempfile
 
 import torch
+
+from tools.data.fileio import atomic_write
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing or cannot be read; the message names the file and what produces it."""
-
-
-def atomic_write(path, write_fn, mode="wb"):
-    """Call ``write_fn(file)`` on a temporary file beside ``path`` and rename it onto ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, mode) as handle:
-            write_fn(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_path, 0o644)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
 
 
 def save_checkpoint(obj, path):
@@ -62,8 +46,10 @@ def rng_state():
         "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype("int64")), int(numpy_state[2]),
                   int(numpy_state[3]), float(numpy_state[4])],
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        # this process's device only: get_rng_state_all() makes a CUDA context on every visible GPU (per rank
+        # under torchrun) and its list cannot be restored on a machine with fewer GPUs
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -77,5 +63,10 @@ def set_rng_state(state):
     random.setstate((version, tuple(internal), gauss))
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, (list, tuple)):   # older checkpoints held every GPU's state: take this device's
+            index = torch.cuda.current_device()
+            cuda = cuda[index] if index < len(cuda) else None
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda)

@@ -45,6 +45,20 @@ def resolve_device(device="auto", local_rank=0):
     return torch.device(device)
 
 
+def configure_cudnn(device="auto", deterministic=False):
+    """cuDNN for a training or search run on CUDA, as the original's train.py / train_search.py ``main()``:
+    ``benchmark = True`` (the fastest convolution algorithms for the run's fixed input sizes, chosen by timing);
+    ``deterministic=True`` (config key) asks for reproducible algorithms instead. Nothing changes on CPU.
+    Returns whether the run is on CUDA."""
+    device = str(device)
+    if not (torch.cuda.is_available() if device == "auto" else device.startswith("cuda")):
+        return False
+    torch.backends.cudnn.enabled = True
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = bool(deterministic)
+    return True
+
+
 def launched_by_torchrun():
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
 

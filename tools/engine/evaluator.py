@@ -46,7 +46,8 @@ class Evaluator:
 
     def __init__(self, dataset, class_num, image_mean, image_std, network, multi_scales=(1,), is_flip=False,
                  device="cpu", out_idx=0, crop_size=None, stride_rate=2 / 3, class_names=None, background=-1,
-                 save_path=None, show_image=False, logger=None, verbose=False, quiet=False, progress=False):
+                 save_path=None, show_image=False, logger=None, verbose=False, quiet=False, progress=False,
+                 keep=0):
         self.dataset = dataset
         self.class_num = class_num
         self.image_mean = np.asarray(image_mean, np.float32)
@@ -69,6 +70,8 @@ class Evaluator:
         self.verbose = verbose
         self.quiet = quiet
         self.progress = progress
+        self.keep = keep                # (name, image, label, prediction) of the first ``keep`` items -> self.kept
+        self.kept = []
         self.last_scores = None
         if save_path is not None:
             os.makedirs(save_path, exist_ok=True)
@@ -131,6 +134,8 @@ class Evaluator:
         hist = confusion_matrix(pred, label, self.class_num)
         if self.save_path is not None:
             write_png(os.path.join(self.save_path, name + ".png"), pred.astype(np.uint8))
+        if iter is not None and iter < self.keep:
+            self.kept.append((name, img, label, pred))
         if (self.show_image and self.save_path is not None) or self.logger is not None:
             colors = self.dataset.get_class_colors()
             comp = show_img(colors, self.background, img, label, pred)

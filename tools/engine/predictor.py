@@ -6,9 +6,12 @@ derived network from the arch file (``load_path``, default the published FasterS
 sliding window / multi-scale / flip per the ``eval_*`` keys; any size, padded to a multiple of 32 and cropped
 back) on any device, and writes for each input ``<name>_mask.png`` (class colours) and ``<name>_overlay.png``
 (colours blended on the image), plus ``<name>_trainIds.png`` if asked; a video gives ``<name>_mask.mp4`` and
-``<name>_overlay.mp4`` with the same frame rate and size.
+``<name>_overlay.mp4`` with the same frame rate and size, a camera index ``camera<i>_*.mp4``. ``legend.png``
+names the colours, and the prediction speed (FPS) is measured. By default one forward pass of the whole image
+(``tta``: the evaluation's scales, flip and sliding window).
 """
 import os
+import time
 
 import cv2
 import numpy as np
@@ -17,7 +20,7 @@ from tqdm import tqdm
 from tools.data.datasets import label_set_from_config, read_image
 from tools.data.errors import DataError, DataFileNotFoundError
 from tools.data.fileio import write_png
-from tools.data.visualize import colorize, overlay
+from tools.data.visualize import colorize, legend, overlay
 from tools.engine.evaluator import Evaluator
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -29,11 +32,12 @@ class PredictInputError(DataFileNotFoundError):
 
 
 def weights_arch_idx(path):
-    """0 for ``weights0.pt`` (teacher), 1 for ``weights1.pt`` (student), from the file name train.py writes."""
+    """0 for ``weights0.pt`` / ``weights0_best.pt`` (teacher), 1 for ``weights1.pt`` / ``weights1_best.pt``
+    (student), from the file names train.py writes."""
     name = os.path.basename(path)
-    if name in ("weights0.pt", "weights1.pt"):
+    if name in ("weights0.pt", "weights1.pt", "weights0_best.pt", "weights1_best.pt"):
         return int(name[len("weights")])
-    raise PredictInputError(f"cannot tell teacher from student by the name of {path}; pass arch_idx=0 or 1 "
+    raise PredictInputError(f"cannot tell teacher from student by the name of {path}; pass --arch-idx 0 or 1 "
                             f"(train.py writes weights0.pt for the teacher and weights1.pt for the student).")
 
 
@@ -51,10 +55,13 @@ def resolve_weights(path):
 
 
 def collect_inputs(paths):
-    """Expand folders (their images, sorted, not recursive) and check every path; returns [(kind, path)]."""
+    """Expand folders (their images, sorted, not recursive) and check every path; returns [(kind, path)]. A
+    number that is not a file is a camera index (kind 'camera', the path an int)."""
     items = []
     for path in paths:
-        if os.path.isdir(path):
+        if str(path).isdigit() and not os.path.exists(path):
+            items.append(("camera", int(path)))
+        elif os.path.isdir(path):
             images = sorted(os.path.join(path, f) for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTENSIONS))
             if not images:
                 raise PredictInputError(f"folder {path} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
@@ -69,24 +76,42 @@ def collect_inputs(paths):
             raise PredictInputError(f"input {path} is neither an image ({', '.join(IMAGE_EXTENSIONS)}) nor a video "
                                     f"({', '.join(VIDEO_EXTENSIONS)}).")
     if not items:
-        raise PredictInputError("no input given; pass --input IMAGE, FOLDER or VIDEO (repeatable).")
+        raise PredictInputError("no input given; pass --input IMAGE, FOLDER, VIDEO or a camera index (repeatable).")
     return items
 
 
 class Predictor:
     """Class maps, colour masks and overlays for RGB uint8 frames with one trained network."""
 
-    def __init__(self, config, model, device, label_set=None):
+    def __init__(self, config, model, device, label_set=None, tta=False):
         self.label_set = label_set if label_set is not None else label_set_from_config(config)
         self.colors = self.label_set.colors
         self.background = config.get("background", -1)
         self.evaluator = Evaluator.from_config(config, None, model, device=device, quiet=True,
                                                class_names=list(self.label_set.names))
+        if not tta:     # one forward pass of the whole image; tta: the eval_* keys (scales, flip, sliding window)
+            self.evaluator.multi_scales, self.evaluator.is_flip = [1], False
+        self.frames = 0
+        self.seconds = 0.0
 
     def predict(self, image):
         """(class map HxW uint8, colour mask HxWx3, overlay HxWx3) of an RGB uint8 image."""
+        start = time.perf_counter()
         pred = self.evaluator.predict(image).astype(np.uint8)
+        self.seconds += time.perf_counter() - start
+        self.frames += 1
         return pred, colorize(pred, self.colors, self.background), overlay(image, pred, self.colors, self.background)
+
+    @property
+    def fps(self):
+        """Frames per second of the prediction itself (normalisation, network, argmax), over every frame so far."""
+        return self.frames / self.seconds if self.seconds > 0 else float("nan")
+
+    def legend(self, out_dir):
+        """``legend.png``: every class's colour and name, for reading the masks and overlays."""
+        path = os.path.join(out_dir, "legend.png")
+        write_png(path, legend(self.label_set.names, self.colors, self.background))
+        return path
 
     def image(self, path, out_dir, save_ids=False):
         """Write ``<name>_mask.png`` and ``<name>_overlay.png`` (and ``<name>_trainIds.png``); returns the paths."""
@@ -100,28 +125,36 @@ class Predictor:
             write_png(written[2], pred)
         return written
 
-    def video(self, path, out_dir, progress=True):
-        """Write ``<name>_mask.mp4`` and ``<name>_overlay.mp4`` frame by frame; returns the paths."""
+    def video(self, path, out_dir, progress=True, max_frames=None):
+        """Write ``<name>_mask.mp4`` and ``<name>_overlay.mp4`` frame by frame; returns the paths. ``path`` may be
+        a camera index (int; ``camera<index>_*.mp4``, until ``max_frames`` frames or Ctrl-C)."""
+        camera = isinstance(path, int)
         capture = cv2.VideoCapture(path)
         if not capture.isOpened():
-            raise DataError(f"video {path} cannot be opened (corrupt or an unsupported codec).")
-        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-        stem = os.path.splitext(os.path.basename(path))[0]
+            raise DataError(f"camera {path} cannot be opened (no such device, or it is in use)." if camera else
+                            f"video {path} cannot be opened (corrupt or an unsupported codec).")
+        fps = capture.get(cv2.CAP_PROP_FPS) or (30.0 if camera else 25.0)
+        frames = None if camera else int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        stem = f"camera{path}" if camera else os.path.splitext(os.path.basename(path))[0]
         paths = [os.path.join(out_dir, f"{stem}_mask.mp4"), os.path.join(out_dir, f"{stem}_overlay.mp4")]
         writers = None
         bar = tqdm(total=frames, desc=stem, disable=not progress)
+        read = 0
         try:
-            while True:
+            while max_frames is None or read < max_frames:
                 ok, frame = capture.read()
                 if not ok:
                     break
+                read += 1
                 _, mask, blended = self.predict(np.ascontiguousarray(frame[:, :, ::-1]))
                 if writers is None:
                     writers = [open_video_writer(p, fps, frame.shape[1], frame.shape[0]) for p in paths]
                 for writer, image in zip(writers, (mask, blended)):
                     writer.write(np.ascontiguousarray(image[:, :, ::-1]))
                 bar.update()
+        except KeyboardInterrupt:               # Ctrl-C ends a camera stream; the videos so far are kept
+            if not camera:
+                raise
         finally:
             bar.close()
             capture.release()
@@ -139,8 +172,32 @@ def open_video_writer(path, fps, width, height):
     return writer
 
 
-def load_predictor(config, weights, arch_idx=None):
-    """The network of ``weights`` (a file or a run folder) built from the config's arch file, in eval mode."""
+def config_for_weights(weights, preset=None, overrides=()):
+    """The config to predict (or export) with: the preset ``preset`` with ``overrides`` when one is named, else
+    the ``config.json`` of the weights' run folder (the classes, arch and widths the network was trained with)
+    with ``overrides``, else the train preset."""
+    from easydict import EasyDict
+
+    from tools.config import ConfigError, check_value, load_config, parse_value
+    from tools.engine.run import saved_config
+    folder = weights if os.path.isdir(weights) else os.path.dirname(os.path.abspath(weights))
+    saved = saved_config(folder) if preset is None and os.path.isdir(folder) else None
+    if saved is None:
+        return load_config(preset or "train", list(overrides))
+    config = EasyDict(saved)
+    for override in overrides:
+        key, _, raw = override.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not _ or key not in config:
+            raise ConfigError(f"override '{override}' does not set a key of {os.path.join(folder, 'config.json')} "
+                              f"(write key=value with one of its keys, e.g. device='cpu').")
+        config[key] = check_value(key, parse_value(raw), config[key], raw)
+    return config
+
+
+def load_predictor(config, weights, arch_idx=None, tta=False):
+    """The network of ``weights`` (a file or a run folder) built from the config's arch file, in eval mode;
+    ``tta``: predict as the evaluation does (eval_* keys) instead of one forward pass of the whole image."""
     from tools.engine.distributed import resolve_device
     from tools.engine.train_run import build_network
     from tools.engine.weights import load_weights
@@ -153,18 +210,19 @@ def load_predictor(config, weights, arch_idx=None):
     model = build_network(config, list(config.arch_idx).index(arch_idx), arch_idx, device)
     load_weights(model, path)
     model.eval()
-    return Predictor(config, model, device), path
+    return Predictor(config, model, device, tta=tta), path
 
 
-def predict_inputs(predictor, inputs, out_dir, save_ids=False, progress=True):
-    """Predict every input (see :func:`collect_inputs`) into ``out_dir``; returns the written paths."""
+def predict_inputs(predictor, inputs, out_dir, save_ids=False, progress=True, max_frames=None):
+    """Predict every input (see :func:`collect_inputs`) into ``out_dir`` with ``legend.png``; returns the written
+    paths (``predictor.fps`` then holds the prediction speed)."""
     items = collect_inputs(inputs)
     os.makedirs(out_dir, exist_ok=True)
-    written = []
+    written = [predictor.legend(out_dir)]
     images = [path for kind, path in items if kind == "image"]
     for path in tqdm(images, desc="images", disable=not progress or not images):
         written += predictor.image(path, out_dir, save_ids)
     for kind, path in items:
-        if kind == "video":
-            written += predictor.video(path, out_dir, progress)
+        if kind in ("video", "camera"):
+            written += predictor.video(path, out_dir, progress, max_frames)
     return written

@@ -1,13 +1,52 @@
-"""Run folders, log.txt and TensorBoard, as the original's ``create_exp_dir`` + logging set-up.
+"""Run folders, log.txt and TensorBoard, as the original's ``create_exp_dir`` + logging set-up, and the rules
+that make resuming safe, shared by training (tools/engine/train_run.py) and search (tools/search/loop.py).
 
 The original named folders ``search-<save>-%Y%m%d-%H%M%S`` / ``train-<save>-...`` / ``eval-...`` and logged
-to stdout and ``log.txt``. Here :func:`create_run_dir` keeps those names and refuses to reuse a folder that
-holds a finished run (``DONE`` marker) unless resuming was asked for.
+to stdout and ``log.txt``. Here :func:`new_run_dir` keeps those names (creating the folder exclusively, so two
+runs started in the same second get two folders), and a run folder carries its state in marker files:
+
+* ``LOCK`` while a process works in it (:class:`RunLock`): a second process that would resume or write the same
+  folder stops with one sentence naming the holder; a lock left by a killed process is taken over;
+* ``DONE`` once finished (never written to again), ``FAILED`` (time and error line) when a run stopped on an
+  error, so a folder without ``DONE`` is never mistaken for a finished run;
+* ``config.json``: the settings the run was started with; resuming compares them (:func:`resume_changes`):
+  keys in :data:`RESUME_MUTABLE` may change and are logged, any other difference is refused with the list.
+
+One resume rule for both stages (:func:`find_resume_dir`): ``resume=True`` continues the newest unfinished
+``<prefix>-<save>-*`` folder holding a checkpoint and refuses when there is none; ``resume=<folder>`` continues
+that folder. Temporary files left by a write that was killed are removed when a folder is opened.
 """
+import errno
+import json
 import logging
 import os
+import socket
 import sys
 import time
+from contextlib import contextmanager
+
+from tools.data.fileio import DISK_ERRORS, WriteError, remove_temp_files, write_json, write_text
+
+try:
+    import fcntl
+except ImportError:  # Windows: the lock is an exclusively created file (no detection of a killed holder)
+    fcntl = None
+
+DONE_NAME = "DONE"
+FAILED_NAME = "FAILED"
+LOCK_NAME = "LOCK"
+CONFIG_NAME = "config.json"
+# Keys a resumed run may change (applied and logged); a change of any other key is refused.
+RESUME_MUTABLE = ("resume", "nepochs", "num_workers", "device", "output_root", "config_path", "val_interval",
+                  "test_interval", "test_start_epoch", "plots", "arch_plots")
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be resumed or written (finished, missing, in use, other settings)."""
+
+
+class RunLockedError(RunFolderError):
+    """Another live process holds the run folder's LOCK."""
 
 
 def run_name(prefix, save):
@@ -24,21 +63,294 @@ def unused_name(root, name):
     return candidate
 
 
-def create_run_dir(root, name):
-    """Make ``root/name`` (and parents); return its path."""
-    path = os.path.join(root, name)
-    os.makedirs(path, exist_ok=True)
-    return path
+def new_run_dir(root, prefix, save):
+    """Create and return a new ``root/{prefix}-{save}-YYYYMMDD-HHMMSS`` folder (``-2``, ``-3``... when taken)."""
+    while True:
+        path = os.path.join(root, unused_name(root, run_name(prefix, save)))
+        try:
+            os.makedirs(path)
+            return path
+        except FileExistsError:     # another run took the name between the check and the creation
+            continue
+        except OSError as error:
+            if error.errno not in DISK_ERRORS:
+                raise
+            raise WriteError(path, error) from error
 
 
 def mark_done(run_dir):
     """Write the marker that tells later invocations this run finished and must not be overwritten."""
-    with open(os.path.join(run_dir, "DONE"), "w") as handle:
-        handle.write(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+    write_text(os.path.join(run_dir, DONE_NAME), time.strftime("%Y-%m-%d %H:%M:%S\n"))
+    _remove(os.path.join(run_dir, FAILED_NAME))
 
 
 def is_done(run_dir):
-    return os.path.isfile(os.path.join(run_dir, "DONE"))
+    return os.path.isfile(os.path.join(run_dir, DONE_NAME))
+
+
+def mark_failed(run_dir, error):
+    """``FAILED``: the time and the error's first line, so the folder is not taken for a finished run."""
+    line = (str(error).strip().splitlines() or [""])[0]
+    text = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {type(error).__name__}: {line}\n"
+    try:
+        write_text(os.path.join(run_dir, FAILED_NAME), text)
+    except OSError:                 # a full disk must not hide the original error
+        pass
+
+
+def failure_reason(run_dir):
+    """The line of ``FAILED`` (None when the run did not fail)."""
+    try:
+        with open(os.path.join(run_dir, FAILED_NAME)) as handle:
+            return handle.readline().strip() or "unknown error"
+    except OSError:
+        return None
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+class RunLock:
+    """``run_dir/LOCK``, held (``flock``) while this process works in the folder; released on exit or kill."""
+
+    def __init__(self, run_dir):
+        self.run_dir = run_dir
+        self.path = os.path.join(run_dir, LOCK_NAME)
+        self.previous = None        # the holder recorded by a process that was killed (lock taken over)
+        self._fd = None
+
+    def acquire(self):
+        while True:
+            flags = os.O_RDWR | os.O_CREAT | (0 if fcntl is not None else os.O_EXCL)
+            try:
+                fd = os.open(self.path, flags, 0o666)
+            except FileExistsError:
+                raise self._locked(_read_holder_file(self.path)) from None
+            except OSError as error:
+                if error.errno not in DISK_ERRORS:
+                    raise
+                raise WriteError(self.path, error) from error
+            if fcntl is None:
+                break
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder_fd(fd)
+                os.close(fd)
+                raise self._locked(holder) from None
+            except OSError as error:            # a file system without locks: the LOCK file only informs
+                if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                    os.close(fd)
+                    raise
+                break
+            if _same_file(fd, self.path):     # not a file a releasing process removed meanwhile
+                break
+            os.close(fd)
+        self.previous = _read_holder_fd(fd)
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                  "command": " ".join(sys.argv)[:300]}
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, (json.dumps(holder) + "\n").encode())
+        self._fd = fd
+        return self
+
+    def _locked(self, holder):
+        holder = holder or {}
+        who = f"process {holder.get('pid', '?')} on {holder.get('host', '?')} (since {holder.get('started', '?')})"
+        gone = f"; if that process is gone, delete {self.path}" if fcntl is None else ""
+        return RunLockedError(f"run folder {self.run_dir} is in use by {who}; wait for it to finish or stop it "
+                              f"before resuming or writing to this folder{gone}.")
+
+    def release(self):
+        if self._fd is None:
+            return
+        _remove(self.path)          # removed while still locked, so nobody locks a file that is going away
+        os.close(self._fd)
+        self._fd = None
+
+    @property
+    def held(self):
+        return self._fd is not None
+
+
+def _same_file(fd, path):
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _parse_holder(text):
+    try:
+        holder = json.loads(text)
+    except ValueError:
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def _read_holder_fd(fd):
+    os.lseek(fd, 0, os.SEEK_SET)
+    return _parse_holder(os.read(fd, 4096).decode("utf-8", "replace"))
+
+
+def _read_holder_file(path):
+    try:
+        with open(path) as handle:
+            return _parse_holder(handle.read(4096))
+    except OSError:
+        return None
+
+
+def open_run_dir(run_dir):
+    """Lock ``run_dir`` for this process and remove temporary files left by a killed write. Returns
+    ``(lock, notes)``: lines for log.txt (a lock taken over, a previous failure, files removed)."""
+    lock = RunLock(run_dir).acquire()
+    notes = []
+    if lock.previous:
+        notes.append(f"took over the lock of process {lock.previous.get('pid')} on {lock.previous.get('host')}, "
+                     f"which ended without releasing it (killed)")
+    reason = failure_reason(run_dir)
+    if reason is not None:
+        notes.append(f"the previous attempt failed: {reason}")
+    removed = remove_temp_files(run_dir)
+    if removed:
+        notes.append(f"removed {len(removed)} temporary file(s) left by an interrupted write: "
+                     + ", ".join(os.path.basename(path) for path in removed))
+    return lock, notes
+
+
+@contextmanager
+def guarded_run(run_dir, lock):
+    """Inside: a failure writes ``FAILED`` (with the error line) before it propagates; the lock is released
+    when the block ends either way."""
+    try:
+        yield
+    except BaseException as error:
+        if run_dir is not None and not is_done(run_dir):
+            mark_failed(run_dir, error)
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+# ---- resume -------------------------------------------------------------------------------------------------
+def find_resume_dir(config, prefix, checkpoint_name):
+    """The folder ``resume`` asks for: ``resume=<folder>`` that folder, ``resume=True`` the newest unfinished
+    ``<prefix>-<save>-*`` folder under ``output_root`` that holds ``checkpoint_name``. Refuses (one sentence) a
+    finished folder, a folder without a checkpoint, and ``resume=True`` with nothing to resume."""
+    if isinstance(config.resume, str):
+        folder = config.resume
+        if is_done(folder):
+            raise RunFolderError(f"run {folder} already finished (it has a DONE marker) and is never written to "
+                                 f"again; start a new run with resume=False.")
+        if not os.path.isfile(os.path.join(folder, checkpoint_name)):
+            raise RunFolderError(f"resume={folder!r} holds no {checkpoint_name}; give the folder of an interrupted "
+                                 f"run (or resume=True for the newest one).")
+        return folder
+    root, name = config.output_root, f"{prefix}-{config.save}-"
+    names = sorted(n for n in os.listdir(root) if n.startswith(name)) if os.path.isdir(root) else []
+    for candidate in reversed(names):
+        folder = os.path.join(root, candidate)
+        if not is_done(folder) and os.path.isfile(os.path.join(folder, checkpoint_name)):
+            return folder
+    raise RunFolderError(f"resume=True but {root} holds no unfinished run named {name}* with a {checkpoint_name}; "
+                         f"start a new run with resume=False.")
+
+
+def open_stage_dir(config, prefix, checkpoint_name, resume):
+    """The locked run folder of a stage: a new ``<prefix>-<save>-...`` folder, or (``resume``) the folder
+    :func:`find_resume_dir` picks, whose ``config.json`` is compared with this invocation (changes of
+    :data:`RESUME_MUTABLE` keys are applied and noted, others refused). ``config.json`` is (re)written.
+    Returns ``(folder, lock, notes)``; ``notes`` are lines for log.txt."""
+    folder = find_resume_dir(config, prefix, checkpoint_name) if resume else \
+        new_run_dir(config.output_root, prefix, config.save)
+    lock, notes = open_run_dir(folder)
+    try:
+        if resume:
+            saved = saved_config(folder)
+            if saved is None:
+                notes.append(f"{folder} has no {CONFIG_NAME} (an older run): its settings were not compared")
+            for key, old, new in resume_changes(saved or {}, config, folder):
+                notes.append(f"resume: {key} changed from {old!r} to {new!r} (applied)")
+        _remove(os.path.join(folder, FAILED_NAME))      # accepted: the run is live again
+        write_config(folder, config)
+    except BaseException:
+        lock.release()
+        raise
+    return folder, lock, notes
+
+
+def _plain(value):
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def config_snapshot(config):
+    """JSON-able copy of the config (tuples as lists), as written to ``config.json``."""
+    return {key: _plain(value) for key, value in config.items()
+            if isinstance(value, (bool, int, float, str, list, tuple, type(None)))}
+
+
+def write_config(run_dir, config):
+    write_json(os.path.join(run_dir, CONFIG_NAME), config_snapshot(config))
+
+
+def saved_config(run_dir):
+    """The ``config.json`` of a run folder, or None when it has none."""
+    path = os.path.join(run_dir, CONFIG_NAME)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except ValueError as error:
+        raise RunFolderError(f"{path} is not valid JSON ({error}); the run cannot be compared with this "
+                             f"invocation: start a new run with resume=False.") from error
+
+
+def resume_changes(saved, config, run_dir, mutable=RESUME_MUTABLE):
+    """Compare a resumed run's saved settings with this invocation's: refuse (with the list) any change of a key
+    outside ``mutable``; return ``[(key, old, new)]`` for the changed ``mutable`` keys (applied by the caller)."""
+    current = config_snapshot(config)
+    changed = [(key, saved[key], current[key]) for key in sorted(set(saved) & set(current))
+               if _plain(saved[key]) != current[key]]
+    fixed = [(key, old, new) for key, old, new in changed if key not in mutable]
+    if fixed:
+        listed = ", ".join(f"{key} {old!r} -> {new!r}" for key, old, new in fixed)
+        free = ", ".join(key for key in mutable if key != "resume")
+        raise RunFolderError(f"run {run_dir} cannot be resumed with other settings ({listed}); resume with the "
+                             f"values in its {CONFIG_NAME} (only {free} may change) or start a new run with "
+                             f"resume=False.")
+    return changed
+
+
+def unfinished_note(folder):
+    """Why ``folder`` (a run folder used as input) is not finished, or None when it is finished or not a run."""
+    if not folder or not os.path.isdir(folder) or is_done(folder):
+        return None
+    markers = ("log.txt", FAILED_NAME, LOCK_NAME, "checkpoint.pt")
+    if not any(os.path.exists(os.path.join(folder, name)) for name in markers):
+        return None                 # a plain folder of files (e.g. copied arch files), not a run folder
+    reason = failure_reason(folder)
+    if reason is not None:
+        return f"it failed: {reason}"
+    return "no DONE marker: it is still running or was interrupted"
+
+
+def warn_if_unfinished(logger, key, folder):
+    """Log a warning when ``key=folder`` names a run that has not finished; returns the note (or None)."""
+    note = unfinished_note(folder)
+    if note is not None:
+        logger.warning("WARNING: %s=%s is a run that has not finished (%s); its files are those of its last "
+                       "completed epoch, not its final ones.", key, folder, note)
+    return note
 
 
 def latest_run(root, prefix):

@@ -11,11 +11,12 @@ Replaces ``main()`` of the original train/train.py with the same work flow and d
   predictions every 10 epochs from epoch 250 (with ``is_eval``: write them once from ``eval_path``).
 
 Beyond it: torchrun DDP (tools/engine/distributed.py), AMP, and resume from ``checkpoint.pt`` (written
-atomically after every epoch with model, optimizer, scaler, epoch and RNG states). The original's bugs fixed here
+atomically after every epoch, before its validation, with model, optimizer, scaler, epoch and RNG states; the
+folder lock, ``FAILED`` marker and resume rule are shared with the search: tools/engine/run.py). Every list the
+run reads is checked before the folder is made. The original's bugs fixed here
 are listed in docs/differences.md (teacher_path joined with "/weights0.pt", silent partial weight loading,
 test predictions never written in teacher mode).
 """
-import copy
 import os
 import random
 
@@ -25,11 +26,13 @@ import torch
 from tools.distill import build_distillation
 from tools.engine import distributed as dist_utils
 from tools.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from tools.engine.run import (create_run_dir, get_logger, is_done, mark_done, run_name, summary_writer,
-                              unused_name)
-from tools.engine.train_eval import Evaluation, epoch_loader, train_dataset
-from tools.engine.trainer import Trainer, adjust_learning_rate, build_criterion, build_optimizer, init_weight
-from tools.engine.weights import load_weights, save_weights, weights_path
+from tools.engine.run import (RunFolderError, get_logger, guarded_run, mark_done, open_stage_dir, summary_writer,
+                              warn_if_unfinished)
+from tools.engine.run_outputs import append_metrics, best_value, keep_best
+from tools.engine.train_eval import Evaluation, epoch_loader, evaluation_sets, train_dataset
+from tools.engine.trainer import (LR_SCHEDULES, Trainer, adjust_learning_rate, build_criterion, build_optimizer,
+                                  init_weight, iteration_lr)
+from tools.engine.weights import best_weights_path, load_weights, save_weights, weights_path
 from tools.models.archfile import ArchFileError, PUBLISHED_DIR, arch_path, load_arch
 from tools.models.derived import build_derived
 
@@ -48,9 +51,9 @@ def role(arch_idx):
 
 def check_config(config):
     """The mode-specific keys must name things that exist before any network is built."""
-    if list(config.arch_idx) not in ([0], [0, 1]):
-        raise TrainSetupError(f"arch_idx={config.arch_idx} is not supported; use [0] (teacher) or [0, 1] "
-                              f"(student distilled from the teacher).")
+    if list(config.arch_idx) not in ([0], [1], [0, 1]):
+        raise TrainSetupError(f"arch_idx={config.arch_idx} is not supported; use [0] (teacher), [1] (student "
+                              f"alone, no distillation) or [0, 1] (student distilled from the teacher).")
     if len(config.stem_head_width) != len(config.arch_idx):
         raise TrainSetupError(f"stem_head_width has {len(config.stem_head_width)} entries but arch_idx has "
                               f"{len(config.arch_idx)}; give one (stem, head) width pair per network.")
@@ -60,8 +63,23 @@ def check_config(config):
     if len(config.arch_idx) > 1 and not config.teacher_path and not config.is_eval:
         raise TrainSetupError(f"mode='student' needs teacher_path=<run folder holding weights0.pt>, written by "
                               f"{TEACHER_STAGE}.")
-    if config.batch_size < 1 or config.niters_per_epoch < 1 or config.nepochs < 1:
-        raise TrainSetupError("batch_size, niters_per_epoch and nepochs must all be at least 1.")
+    schedule, warmup = config.get("lr_schedule", "exponential"), config.get("warmup_iters", 0)
+    if schedule not in LR_SCHEDULES:
+        raise TrainSetupError(f"lr_schedule={schedule!r} is unknown; use one of {', '.join(LR_SCHEDULES)} "
+                              f"('exponential' is the original's x lr_decay per epoch).")
+    if warmup and schedule == "exponential":
+        raise TrainSetupError(f"warmup_iters={warmup} needs lr_schedule='poly' or 'cosine'; the original's "
+                              f"'exponential' schedule has no warm-up.")
+
+
+def lr_function(config):
+    """iteration -> lr for the per-iteration schedules; None for the original's per-epoch exponential decay."""
+    schedule = config.get("lr_schedule", "exponential")
+    if schedule == "exponential":
+        return None
+    total = config.nepochs * config.niters_per_epoch
+    warmup = config.get("warmup_iters", 0)
+    return lambda iteration: iteration_lr(config.lr, schedule, iteration, total, warmup)
 
 
 def arch_folder(config):
@@ -101,10 +119,8 @@ def describe_network(model, config, position, arch_idx, run_dir, logger):
 
 def count_flops(model, input_size):
     """thop's count at (1, 3, H, W) as train.py logs it, on a copy so no thop buffers reach the weights files."""
-    from thop import profile
-    probe = copy.deepcopy(model).cpu()
-    flops, _ = profile(probe, inputs=(torch.zeros(1, 3, int(input_size[0]), int(input_size[1])),), verbose=False)
-    return float(flops)
+    from tools.models.flops import thop_flops
+    return thop_flops(model, (1, 3, int(input_size[0]), int(input_size[1])))
 
 
 def save_plots(model, config, position, arch_idx, run_dir):
@@ -147,34 +163,20 @@ def seed_everything(seed):
 
 
 def prepare_run_dir(config, info):
-    """The run folder (new, or the one being resumed) chosen on rank 0 and shared with every process."""
-    prefix = "eval" if config.is_eval else "train"
-    folder = None
+    """The run folder (new, or the one being resumed; docs/configs.md "Resume"), chosen and locked on rank 0 and
+    shared with every process. Returns ``(folder, lock or None, notes for log.txt)``."""
+    folder, lock, notes, error = None, None, [], None
     if info.is_main:
-        folder = find_resume_dir(config) if config.resume and not config.is_eval else None
-        if folder is None:
-            folder = create_run_dir(config.output_root, unused_name(config.output_root, run_name(prefix, config.save)))
-    folder = dist_utils.broadcast_object(folder)
-    return folder
-
-
-def find_resume_dir(config):
-    """``resume=True``: the newest unfinished ``train-<save>-*`` folder with a checkpoint; ``resume=PATH``: it."""
-    if isinstance(config.resume, str):
-        if not os.path.isfile(os.path.join(config.resume, CHECKPOINT_NAME)):
-            raise TrainSetupError(f"resume={config.resume!r} holds no {CHECKPOINT_NAME}; give the run folder of an "
-                                  f"interrupted training run (or resume=True for the newest one).")
-        if is_done(config.resume):
-            raise TrainSetupError(f"run {config.resume} already finished (it has a DONE marker); start a new run.")
-        return config.resume
-    root = config.output_root
-    candidates = sorted(name for name in os.listdir(root) if name.startswith(f"train-{config.save}-")) \
-        if os.path.isdir(root) else []
-    for name in reversed(candidates):
-        folder = os.path.join(root, name)
-        if not is_done(folder) and os.path.isfile(os.path.join(folder, CHECKPOINT_NAME)):
-            return folder
-    return None
+        resume = bool(config.resume) and not config.is_eval
+        try:
+            folder, lock, notes = open_stage_dir(config, "eval" if config.is_eval else "train", CHECKPOINT_NAME,
+                                                 resume)
+        except RunFolderError as exc:   # every process must stop, not only rank 0
+            error = exc
+    folder, error = dist_utils.broadcast_object((folder, error))
+    if error is not None:
+        raise error
+    return folder, lock, notes
 
 
 def run(config):
@@ -182,7 +184,10 @@ def run(config):
     check_config(config)
     info = dist_utils.init_distributed_mode(config.device)
     try:
-        return TrainingRun(config, info).execute()
+        training = TrainingRun(config, info)
+        with guarded_run(training.run_dir if info.is_main else None, training.lock):
+            training.setup()
+            return training.execute()
     finally:
         dist_utils.cleanup()
 
@@ -191,19 +196,29 @@ class TrainingRun:
     """State of one invocation of train/train.py (networks, data, optimizer, logger, checkpoints)."""
 
     def __init__(self, config, info):
+        """Check every list the run reads (files, image sizes), then choose and lock the run folder."""
         self.config = config
         self.info = info
         self.device = info.device
-        self.run_dir = prepare_run_dir(config, info)
+        self.sets = evaluation_sets(config)
+        self.train_set = None if config.is_eval else train_dataset(config, test=config.is_test)
+        self.run_dir, self.lock, self.notes = prepare_run_dir(config, info)
+
+    def setup(self):
+        """Logger, TensorBoard, networks (and their plots), pretrained weights."""
+        config, info = self.config, self.info
         self.logger = get_logger(self.run_dir, rank=info.rank)
         self.writer = summary_writer(self.run_dir, rank=info.rank)
         self.logger.info("args = %s", dict(config))
         self.logger.info("run folder %s, device %s, %d process(es)", self.run_dir, self.device, info.world_size)
+        for note in self.notes:
+            self.logger.info("%s", note)
+        for key in ("load_path", "teacher_path", "eval_path"):
+            warn_if_unfinished(self.logger, key, config.get(key))
         if config.amp and self.device.type == "cpu":
             self.logger.info("amp on CPU means bf16 autocast: fast only with native bf16 (AVX512-BF16, AMX); "
                              "elsewhere it is several times slower than fp32 (docs/benchmarks.md)")
-        self.evaluation = Evaluation(config, info, self.run_dir, self.logger, self.writer)
-        self.train_set = None if config.is_eval else train_dataset(config, test=config.is_test)
+        self.evaluation = Evaluation(config, info, self.run_dir, self.logger, self.writer, sets=self.sets)
         seed_everything(config.seed)
         self.models = {}
         self.descriptions = {}
@@ -227,6 +242,9 @@ class TrainingRun:
     def evaluate_once(self):
         """is_eval: every network's val mIoU; with is_test also the trained network's test submissions."""
         summary = {"val_mIoU": {role(a): self.evaluation.validate(m, role(a), 0) for a, m in self.models.items()}}
+        if self.info.is_main:           # one record (epoch 0: no training) so every run folder has metrics.jsonl
+            append_metrics(self.run_dir, {"epoch": 0, "val_mIoU": summary["val_mIoU"], "val_class_IoU": dict(
+                self.evaluation.class_iou)})
         if self.config.is_test:
             summary["test_dir"] = self.evaluation.write_test(self.models[self.trained_idx], "test")
         return summary
@@ -240,42 +258,76 @@ class TrainingRun:
                           teacher=teacher, distill=build_distillation(config) if teacher is not None else None,
                           aux_weight=config.aux_weight, amp=config.amp, num_classes=config.num_classes,
                           ignore_label=config.ignore_label, writer=self.writer,
-                          nan_path=lambda it: os.path.join(self.run_dir, f"nonfinite_iter{it}.pt"))
+                          nan_path=lambda it: os.path.join(self.run_dir, f"nonfinite_iter{it}.pt"),
+                          lr_at=lr_function(config))
         return trainer, batch
 
     def train(self):
         config = self.config
         trainer, batch = self.build_trainer()
-        start_epoch, history = self.restore(trainer)
+        start_epoch, history, pending_eval = self.restore(trainer)
+        if pending_eval:        # the run stopped during the validation of its last epoch: finish it first
+            self.epoch_eval(trainer, start_epoch - 1, history)
         for epoch in range(start_epoch, config.nepochs):
-            lr = trainer.optimizer.param_groups[0]["lr"]
+            lr = trainer.optimizer.param_groups[0]["lr"] if trainer.lr_at is None else \
+                trainer.lr_at(epoch * config.niters_per_epoch)
             self.logger.info("epoch %d/%d, lr: %s", epoch + 1, config.nepochs, lr)
             self.writer.add_scalar("lr", lr, epoch)
             loader = epoch_loader(self.train_set, config, self.info, batch, epoch)
             stats = trainer.train_epoch(loader, epoch, config.niters_per_epoch, tuple(self.models))
-            record = {"epoch": epoch + 1, "loss": stats["loss"],
+            record = {"epoch": epoch + 1, "lr": lr, "loss": stats["loss"],
                       "train_mIoU": {role(a): v for a, v in stats["mIoU"].items()}}
             for arch_idx, value in stats["mIoU"].items():
                 self.writer.add_scalar(f"mIoU/train_{role(arch_idx)}", value, epoch)
                 self.logger.info("%s's train_mIoU %.3f, loss %.4f", role(arch_idx), value, stats["loss"])
-            adjust_learning_rate(trainer.optimizer, config.lr_decay)
+            if trainer.lr_at is None:
+                adjust_learning_rate(trainer.optimizer, config.lr_decay)
             dist_utils.broadcast_buffers(trainer.model)
-            record.update(self.periodic_eval(epoch))
             history.append(record)
-            self.save(trainer, epoch + 1, history)
+            # the epoch is saved before its validation, so a failing validation never costs the epoch
+            self.save(trainer, epoch + 1, history, pending_eval=any(self.evals_due(epoch)))
+            self.epoch_eval(trainer, epoch, history)
         return {"history": history, "val_mIoU": last_value(history, "val_mIoU"),
                 "test_dir": last_value(history, "test_dir")}
 
-    def periodic_eval(self, epoch):
-        """Validation after epoch 1, every val_interval epochs and the last; test predictions in is_test mode."""
+    def evals_due(self, epoch):
+        """(validate, write test predictions) after ``epoch``: validation after epoch 1, every val_interval
+        epochs and the last; test predictions in is_test mode from test_start_epoch every test_interval."""
         config, done = self.config, epoch + 1
+        validate = not config.is_test and (done % config.val_interval == 0 or epoch == 0 or done == config.nepochs)
+        test = config.is_test and done >= config.test_start_epoch and done % config.test_interval == 0
+        return validate, test
+
+    def periodic_eval(self, epoch):
+        """The validation / test predictions due after ``epoch`` (see :meth:`evals_due`)."""
+        validate, test = self.evals_due(epoch)
         result = {}
-        if not config.is_test and (done % config.val_interval == 0 or epoch == 0 or done == config.nepochs):
+        if validate:
             result["val_mIoU"] = {role(a): self.validate(a, m, epoch) for a, m in self.models.items()}
-        if config.is_test and done >= config.test_start_epoch and done % config.test_interval == 0:
+        if test:
             result["test_dir"] = self.evaluation.write_test(self.models[self.trained_idx],
                                                             f"test_{self.trained_idx}_{epoch}")
         return result
+
+    def epoch_eval(self, trainer, epoch, history):
+        """Run what is due after ``epoch`` and record it in its history entry and in checkpoint.pt."""
+        result = self.periodic_eval(epoch)
+        if result:
+            if "val_mIoU" in result:
+                result["val_class_IoU"] = {role(a): self.evaluation.class_iou.get(role(a)) for a in self.models}
+                self.keep_best(result["val_mIoU"][role(self.trained_idx)], history)
+            history[-1].update(result)
+            self.save(trainer, epoch + 1, history, weights=False)
+        if self.info.is_main:
+            append_metrics(self.run_dir, history[-1])
+
+    def keep_best(self, value, history):
+        """weights{idx}_best.pt of the trained network when its val mIoU beats every earlier validation."""
+        if self.info.is_main and keep_best(weights_path(self.run_dir, self.trained_idx),
+                                           best_weights_path(self.run_dir, self.trained_idx), value,
+                                           best_value(history, "val_mIoU", role(self.trained_idx))):
+            self.logger.info("best val mIoU so far (%.3f): %s", value,
+                             best_weights_path(self.run_dir, self.trained_idx))
 
     def validate(self, arch_idx, model, epoch):
         """The frozen teacher's val mIoU cannot change in student mode: it is computed once."""
@@ -285,21 +337,24 @@ class TrainingRun:
         self.cached_val[arch_idx] = value
         return value
 
-    def save(self, trainer, epochs_done, history):
-        """weights{idx}.pt of every network (the original's files) and checkpoint.pt for resume, on rank 0."""
+    def save(self, trainer, epochs_done, history, pending_eval=False, weights=True):
+        """weights{idx}.pt of every network (the original's files) and checkpoint.pt for resume, on rank 0.
+        ``pending_eval``: the epoch's validation has not run yet (a resume runs it first)."""
         if self.info.is_main:
-            for arch_idx, model in self.models.items():
-                save_weights(model, self.run_dir, arch_idx)
+            if weights:
+                for arch_idx, model in self.models.items():
+                    save_weights(model, self.run_dir, arch_idx)
             save_checkpoint({"epoch": epochs_done, "trainer": trainer.state_dict(), "rng": rng_state(),
-                             "history": history, "arch_idx": list(self.config.arch_idx)},
+                             "history": history, "arch_idx": list(self.config.arch_idx),
+                             "pending_eval": bool(pending_eval)},
                             os.path.join(self.run_dir, CHECKPOINT_NAME))
         dist_utils.barrier()
 
     def restore(self, trainer):
-        """(first epoch to run, history) from checkpoint.pt when resuming, else (0, [])."""
+        """(first epoch to run, history, validation pending) from checkpoint.pt when resuming, else (0, [], False)."""
         path = os.path.join(self.run_dir, CHECKPOINT_NAME)
         if not self.config.resume or not os.path.isfile(path):
-            return 0, []
+            return 0, [], False
         state = load_checkpoint(path, map_location="cpu")
         if list(state["arch_idx"]) != list(self.config.arch_idx):
             raise TrainSetupError(f"checkpoint {path} was written for arch_idx {state['arch_idx']}, not "
@@ -307,7 +362,7 @@ class TrainingRun:
         trainer.load_state_dict(state["trainer"])
         set_rng_state(state["rng"])
         self.logger.info("resumed from %s after epoch %d", path, state["epoch"])
-        return int(state["epoch"]), list(state["history"])
+        return int(state["epoch"]), list(state["history"]), bool(state.get("pending_eval", False))
 
     def finish(self):
         if self.info.is_main:

@@ -6,7 +6,8 @@ Replaces ``train()`` and ``adjust_learning_rate`` of the original train/train.py
 * loss = OHEM(pred8) + 0.2 * (OHEM(pred16) + OHEM(pred32)) for the trained network, plus, in student mode, the
   KL distillation of the student's pred8 towards the frozen teacher's output (tools/distill.py);
 * the teacher runs in eval mode under ``no_grad`` and is never given to the optimizer;
-* SGD (lr 0.01, momentum 0.9, weight decay 5e-4), the learning rate multiplied by 0.992 after every epoch;
+* SGD (lr 0.01, momentum 0.9, weight decay 5e-4), the learning rate multiplied by 0.992 after every epoch
+  (``lr_schedule='exponential'``; 'poly' and 'cosine' with a warm-up are per-iteration options of ours);
 * the train mIoU of every network is accumulated over the epoch from its pred8 (the original's Seg_Metrics).
 
 Beyond the original: mixed precision (fp16 with a GradScaler on CUDA, bf16 on CPU; losses in float32), a
@@ -55,6 +56,28 @@ def adjust_learning_rate(optimizer, power):
         group["lr"] = group["lr"] * power
 
 
+LR_SCHEDULES = ("exponential", "poly", "cosine")
+
+
+def iteration_lr(base_lr, schedule, iteration, total_iters, warmup_iters=0, power=0.9):
+    """The learning rate of iteration ``iteration`` for the per-iteration schedules 'poly' and 'cosine'.
+
+    A linear warm-up from ``base_lr / warmup_iters`` to ``base_lr`` over the first ``warmup_iters`` iterations,
+    then ``(1 - t/T)^power`` ('poly') or ``(1 + cos(pi t/T)) / 2`` ('cosine') of ``base_lr`` with ``t`` counted
+    after the warm-up and ``T = total_iters - warmup_iters``. Not the original's: it decays x0.992 per epoch
+    ('exponential', :func:`adjust_learning_rate`), made for 600,000 GPU iterations (docs/differences.md TR12).
+    """
+    import math
+    if iteration < warmup_iters:
+        return base_lr * (iteration + 1) / warmup_iters
+    progress = min(1.0, (iteration - warmup_iters) / max(1, total_iters - warmup_iters))
+    if schedule == "poly":
+        return base_lr * (1.0 - progress) ** power
+    if schedule == "cosine":
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"lr_schedule={schedule!r} has no per-iteration rate; use one of {LR_SCHEDULES}.")
+
+
 def segmentation_loss(outputs, target, criterion, aux_weight=0.2):
     """OHEM(pred8) + aux_weight * (OHEM(pred16) + OHEM(pred32)); an absent auxiliary output is skipped."""
     pred8, pred16, pred32 = outputs
@@ -91,7 +114,8 @@ class Trainer:
     """
 
     def __init__(self, model, optimizer, criterion, device, teacher=None, distill=None, aux_weight=0.2,
-                 amp=False, num_classes=19, ignore_label=255, writer=None, nan_path=None, show_progress=True):
+                 amp=False, num_classes=19, ignore_label=255, writer=None, nan_path=None, show_progress=True,
+                 lr_at=None):
         if (teacher is None) != (distill is None):
             raise ValueError("a teacher needs a distillation loss and a distillation loss needs a teacher.")
         self.model = model
@@ -108,6 +132,7 @@ class Trainer:
         self.writer = writer
         self.nan_path = nan_path
         self.show_progress = show_progress
+        self.lr_at = lr_at              # iteration -> learning rate (per-iteration schedules), or None
         if teacher is not None:
             freeze(teacher)
 
@@ -173,6 +198,9 @@ class Trainer:
         for step in bar:
             images, target = unpack_batch(next_batch(batches, loader, epoch, step))
             iteration = epoch * niters + step
+            if self.lr_at is not None:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.lr_at(iteration)
             result = self.train_step(images, target, iteration)
             total += result["loss"]
             target = target.to(self.device)

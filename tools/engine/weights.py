@@ -34,6 +34,11 @@ def weights_path(folder, arch_idx):
     return os.path.join(folder, weights_name(arch_idx))
 
 
+def best_weights_path(folder, arch_idx):
+    """``weights{idx}_best.pt``: the epoch with the best val mIoU, kept beside the last (``weights{idx}.pt``)."""
+    return os.path.join(folder, f"weights{int(arch_idx)}_best.pt")
+
+
 def save_weights(model, folder, arch_idx):
     """Write ``folder/weights{arch_idx}.pt`` (a plain state_dict on CPU, as the original's file)."""
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}

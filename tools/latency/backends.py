@@ -16,6 +16,7 @@ import os
 import platform
 import re
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -79,6 +80,16 @@ def device_name(device="cpu"):
     except OSError:
         pass
     return "CPU " + (platform.processor() or platform.machine())
+
+
+_SAID = set()
+
+
+def say_once(message):
+    """Print ``message`` on stderr once per process: a fallback the user must know about, said in one line."""
+    if message not in _SAID:
+        _SAID.add(message)
+        print(message, file=sys.stderr, flush=True)
 
 
 def tensorrt_available():
@@ -247,33 +258,38 @@ def measure_pytorch(model, input_size, device="cpu", precision="fp32", channels_
     _check_precision(precision, device)
     if cuda_graphs and device.type != "cuda":
         raise LatencyError("cuda_graphs=True needs device='cuda'; CUDA graphs do not exist on CPU.")
-    if device.type == "cuda":
+    saved = torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark
+    if device.type == "cuda":   # the original's timing set-up; restored after, so a search keeps its own
         torch.backends.cudnn.enabled = True
         torch.backends.cudnn.benchmark = True
-    model = _cast_model(model, device, precision, channels_last)
-    x = make_input(input_size, device, precision, channels_last)
-    with torch.no_grad():
-        if cuda_graphs:
-            run = _capture_cuda_graph(model, x, device)
-        else:
-            def run():
-                model(x)
-        median, repeats, iterations = time_callable(run, timer, **timing)
+    try:
+        model = _cast_model(model, device, precision, channels_last)
+        x = make_input(input_size, device, precision, channels_last)
+        with torch.no_grad():
+            if cuda_graphs:
+                run = _capture_cuda_graph(model, x, device)
+            else:
+                def run():
+                    model(x)
+            median, repeats, iterations = time_callable(run, timer, **timing)
+    finally:
+        torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark = saved
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return Timing(median, repeats, iterations, "pytorch", device_name(device), precision)
 
 
 def _capture_cuda_graph(model, x, device):
-    stream = torch.cuda.Stream(device)
-    stream.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(stream):
-        for _ in range(3):
+    with torch.cuda.device(device):   # the capture stream is made on the current device: make it ``device``
+        stream = torch.cuda.Stream(device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                model(x)
+        torch.cuda.current_stream(device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
             model(x)
-    torch.cuda.current_stream(device).wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        model(x)
     return graph.replay
 
 
@@ -290,11 +306,17 @@ def _failing_operator(message):
 
 @contextlib.contextmanager
 def _quiet():
-    """Silence the exporter's tracer warnings and its graph dumps (a failure is re-raised as one sentence)."""
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
+    """Silence the tracer's per-operator warnings and its graph dumps (a failure is re-raised as one sentence);
+    its deprecation warning is not hidden: it is re-issued as a FutureWarning (docs/differences.md LT7)."""
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(io.StringIO()), \
             contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("always")
         yield
+    for warning in caught:
+        if issubclass(warning.category, (DeprecationWarning, FutureWarning)) and "ONNX export" in str(warning.message):
+            warnings.warn(f"{str(warning.message).splitlines()[0]} (latency timing exports use torch's TorchScript "
+                          f"ONNX exporter for speed, docs/differences.md LT7; the deployment export of "
+                          f"latency/export_onnx.py uses dynamo=True)", FutureWarning, stacklevel=3)
 
 
 def export_onnx(model, path, input_size, opset=17, check=True, atol=1e-3, rtol=1e-3):
@@ -322,22 +344,40 @@ def export_onnx(model, path, input_size, opset=17, check=True, atol=1e-3, rtol=1
     return path
 
 
-def ort_session(path, device="cpu", threads=None):
-    """An ONNX Runtime session on the CPU provider (CUDA provider when asked and installed)."""
+def _import_ort():
     try:
-        import onnxruntime as ort
+        import onnxruntime
     except ImportError as error:
         raise BackendUnavailableError("onnxruntime is not installed; pip install onnxruntime.") from error
+    return onnxruntime
+
+
+def ort_device(device="cpu"):
+    """The device ONNX Runtime runs on when ``device`` is asked for: that CUDA device when onnxruntime has its
+    CUDA provider (the onnxruntime-gpu build), else the CPU; a CUDA request served on the CPU is said in one
+    line (the default device 'auto' is CUDA on a GPU box, where the CPU build of onnxruntime is common)."""
+    device = resolve_device(device)
+    if device.type != "cuda":
+        return torch.device("cpu")
+    if "CUDAExecutionProvider" in _import_ort().get_available_providers():
+        return device
+    say_once(f"onnxruntime has no CUDAExecutionProvider here (pip install onnxruntime-gpu for it): ONNX Runtime "
+             f"runs on the CPU instead of {device}.")
+    return torch.device("cpu")
+
+
+def ort_session(path, device="cpu", threads=None):
+    """An ONNX Runtime session on the CPU provider, or on the CUDA provider of ``device`` (see :func:`ort_device`)."""
+    ort = _import_ort()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
+    device = ort_device(device)
     providers = ["CPUExecutionProvider"]
-    if resolve_device(device).type == "cuda":
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise BackendUnavailableError("onnxruntime has no CUDAExecutionProvider here; install "
-                                          "onnxruntime-gpu or use device='cpu'.")
-        providers = ["CUDAExecutionProvider"] + providers
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        providers = [("CUDAExecutionProvider", {"device_id": index})] + providers
     return ort.InferenceSession(path, options, providers=providers)
 
 
@@ -368,6 +408,7 @@ def measure_onnxruntime(model, input_size, device="cpu", precision="fp32", onnx_
 
 def time_onnx_file(path, input_size, device="cpu", precision="fp32", clock="wall", threads=None, **timing):
     """Time an existing ONNX file with ONNX Runtime (used for fp32 and quantised int8 graphs)."""
+    device = ort_device(device)
     session = ort_session(path, device, threads=threads)
     feed = {session.get_inputs()[0].name: make_input(input_size).numpy()}
     median, repeats, iterations = time_callable(lambda: session.run(None, feed), make_clock(clock, device),
@@ -384,11 +425,12 @@ def measure_tensorrt(model, input_size, device="cuda", precision="fp32", opset=1
     if precision not in ("fp32", "fp16"):
         raise LatencyError(f"TensorRT is timed in fp32 or fp16, not '{precision}'.")
     device = resolve_device(device)
-    with tempfile.TemporaryDirectory() as tmpdir:
-        path = export_onnx(model, os.path.join(tmpdir, "model.onnx"), input_size, opset=opset)
-        engine = _build_trt_engine(path, precision, workspace_gb)
-    run, stream = _trt_runner(engine, device)
-    median, repeats, iterations = time_callable(run, CudaEventClock(stream), **timing)
+    with torch.cuda.device(device):   # TensorRT builds and runs on the current CUDA device: make it ``device``
+        with tempfile.TemporaryDirectory() as tmpdir:
+            path = export_onnx(model, os.path.join(tmpdir, "model.onnx"), input_size, opset=opset)
+            engine = _build_trt_engine(path, precision, workspace_gb)
+        run, stream = _trt_runner(engine, device, input_size)
+        median, repeats, iterations = time_callable(run, CudaEventClock(stream), **timing)
     return Timing(median, repeats, iterations, "tensorrt", device_name(device), precision)
 
 
@@ -415,31 +457,40 @@ def _build_trt_engine(onnx_path, precision, workspace_gb):
     return trt.Runtime(logger).deserialize_cuda_engine(serialized)
 
 
-def _trt_runner(engine, device):
-    """Buffers as torch CUDA tensors; TensorRT 10 uses named tensors, 8.6 uses binding indices."""
+def _trt_runner(engine, device, input_size):
+    """Buffers as torch CUDA tensors: the input holds the same seeded input as the other backends, outputs are
+    empty. TensorRT 10 uses named tensors, 8.6 binding indices. The engine runs on its own stream, which first
+    waits for the default stream (where the buffers were filled)."""
     import tensorrt as trt
     context = engine.create_execution_context()
     stream = torch.cuda.Stream(device)
     buffers = []
 
-    def buffer(shape, trt_dtype):
+    def buffer(shape, trt_dtype, is_input):
         dtype = torch.from_numpy(np.zeros(1, trt.nptype(trt_dtype))).dtype
-        buffers.append(torch.randn(tuple(shape), device=device).to(dtype))
+        shape = tuple(shape)
+        if is_input:
+            buffers.append(make_input(shape if all(d > 0 for d in shape) else input_size, device).to(dtype))
+        else:
+            buffers.append(torch.empty(shape, dtype=dtype, device=device))
         return buffers[-1].data_ptr()
 
     if hasattr(engine, "num_io_tensors"):
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
-            context.set_tensor_address(name, buffer(engine.get_tensor_shape(name), engine.get_tensor_dtype(name)))
+            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            context.set_tensor_address(name, buffer(engine.get_tensor_shape(name), engine.get_tensor_dtype(name),
+                                                    is_input))
 
         def run():
             context.execute_async_v3(stream.cuda_stream)
     else:
-        bindings = [buffer(engine.get_binding_shape(i), engine.get_binding_dtype(i))
+        bindings = [buffer(engine.get_binding_shape(i), engine.get_binding_dtype(i), engine.binding_is_input(i))
                     for i in range(engine.num_bindings)]
 
         def run():
             context.execute_async_v2(bindings, stream.cuda_stream)
+    stream.wait_stream(torch.cuda.current_stream(device))
     run.buffers = buffers
     return run, stream
 
@@ -459,11 +510,17 @@ def measure_latency(model, input_size, backend="auto", device="cpu", precision="
 
 
 def make_measurer(backend="auto", device="cpu", precision="fp32", **timing):
-    """A ``measure(module, input_size) -> ms`` function for lookup-table misses and table generation."""
+    """A ``measure(module, input_size) -> ms`` function for lookup-table misses and table generation.
+
+    ``measure.device`` names the device the entries are timed on (for onnxruntime without its CUDA provider:
+    the CPU, see :func:`ort_device`), ``measure.torch_device`` is that device.
+    """
     backend = resolve_backend(backend, device)
+    device = ort_device(device) if backend == "onnxruntime" else resolve_device(device)
 
     def measure(module, input_size):
         return measure_latency(module, input_size, backend=backend, device=device, precision=precision,
                                **timing).latency_ms
     measure.backend, measure.device, measure.precision = backend, device_name(device), precision
+    measure.torch_device = device
     return measure

@@ -287,8 +287,8 @@ def _accumulate_legacy(net, size, stem_latency, alphas, betas, ratios, table, le
 def architect_latency(net, size, table, arch_idx=None, legacy=False, legacy_b2=None):
     """The architect's latency term: 1/500 alpha-only + 497/500 beta-only + 2/500 ratio-only estimates.
 
-    With a single width the original's code refers to undefined mixing weights (NameError); we use its
-    commented-out 1/500 alpha-only + 499/500 beta-only.
+    With a single width the original (search/architect.py:65) uses 1/500 alpha-only + 499/500 beta-only,
+    as we do.
     """
     prun_mode, net.prun_mode = net.prun_mode, None
     try:

@@ -31,7 +31,8 @@ def _fold_split_bn(module):
     half = module.conv1.out_channels
     bn = module.bn
     for index, name in enumerate(("conv1", "conv2")):
-        part = nn.BatchNorm2d(half, eps=bn.eps).eval()
+        part = nn.BatchNorm2d(half, eps=bn.eps, device=bn.running_mean.device,
+                              dtype=bn.running_mean.dtype).eval()   # beside the conv it is fused into
         rows = slice(index * half, (index + 1) * half)
         with torch.no_grad():
             part.weight.copy_(bn.weight[rows])
@@ -150,7 +151,7 @@ def _ort_runner(name, path, threads=None):
 
     def call(x):
         return torch.from_numpy(session.run(None, {input_name: x})[0])
-    runner = _Runner(name, call, lambda x: x.float().numpy())
+    runner = _Runner(name, call, lambda x: x.detach().float().cpu().numpy())
     runner.session = session
     return runner
 
@@ -174,7 +175,7 @@ def quantize_onnx_int8(onnx_path, out_path, calibration, per_channel=True, fp32_
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.items = iter([{"input": x.unsqueeze(0).float().numpy()} for x in calibration])
+            self.items = iter([{"input": x.unsqueeze(0).detach().float().cpu().numpy()} for x in calibration])
 
         def get_next(self):
             return next(self.items, None)

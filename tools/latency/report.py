@@ -5,7 +5,6 @@ train.py does, log ops/paths/params/FLOPs, plot the operator table and path/widt
 (TensorRT else PyTorch). Added: the lookup-table estimate (``lut_latency_ms``), a choice of backend, device and
 precision, the published teacher and student by default, and a JSON report.
 """
-import copy
 import os
 
 import torch
@@ -13,6 +12,7 @@ import torch
 from tools.latency.backends import device_name, measure_latency, resolve_backend, resolve_device
 from tools.latency.expected import derived_latency, derived_specs
 from tools.latency.table import table_for
+from tools.models.flops import thop_flops
 NAMES = {0: "teacher", 1: "student"}
 AUX_HEADS = ("heads16", "heads32")
 
@@ -62,15 +62,6 @@ def count_params(net):
     return total, total - aux
 
 
-def thop_flops(net, input_size):
-    """thop's FLOPs (MACs + BN) of one eval forward, on a copy (thop attaches buffers to the modules)."""
-    from thop import profile
-    model = copy.deepcopy(net).cpu().eval()
-    with torch.no_grad():
-        flops, _ = profile(model, inputs=(torch.randn(*input_size),), verbose=False)
-    return float(flops)
-
-
 def open_table(config, device):
     """The lookup table for the config's resolution: ``lut_path``, else the published 1080Ti table at
     1024x2048, else None (no table estimate; the log says how to make one)."""
@@ -90,7 +81,7 @@ def describe(net, config, input_size):
         "widths": [list(map(float, widths)) for widths in net.widths],
         "params": int(params),
         "params_eval": int(params_eval),
-        "flops_g": thop_flops(net, input_size) / 1e9,
+        "flops_g": thop_flops(net, input_size, eval_mode=True) / 1e9,
         "input_size": list(input_size),
     }
 
@@ -109,6 +100,7 @@ def latency_fields(net, config, table, device, input_size):
                                  precision=config.precision, budget_s=config.budget_s, calib_s=config.calib_s)
         fields["latency_ms"] = timing.latency_ms
         fields["fps"] = timing.fps
+        fields["device"] = timing.device   # where it ran (onnxruntime without its CUDA provider: the CPU)
     return fields
 
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import torch
 
-from tools.engine.checkpoint import atomic_write
+from tools.data.fileio import atomic_write
 
 TABLE_FORMAT = "fasterseg-latency-table/1"
 PUBLISHED_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "published",
@@ -192,15 +192,18 @@ def _validate_entries(entries, source):
 def import_npy(path):
     """The original ``latency_lookup_table.npy`` (a pickled dict) as a table with the published table's meta.
 
-    It is unpickled (``allow_pickle=True``), so only import tables you trust, such as the published one.
+    Read with the restricted unpickler of ``tools.engine.legacy_files``: a file that would run code when
+    unpickled is refused (TableError) before anything from it runs.
     """
-    import numpy as np
+    from tools.engine.legacy_files import UnsafeFileError, load_npy
     if not os.path.isfile(path):
         raise FileNotFoundError(f"latency table {path} does not exist.")
     try:
-        data = np.load(path, allow_pickle=True)
+        data = load_npy(path, what="latency lookup table")
         data = data.item() if getattr(data, "shape", None) == () else data
-    except Exception as error:  # numpy raises several types for a damaged pickle
+    except UnsafeFileError as error:
+        raise TableError(str(error)) from None
+    except Exception as error:  # numpy raises several types for a damaged file
         raise TableError(f"latency table {path} is not a readable .npy lookup table ({error}); "
                          "use the original's latency_lookup_table.npy or a project JSON table.") from error
     meta = dict(ORIGINAL_TABLE_META, source=os.path.basename(path))
@@ -291,8 +294,8 @@ def table_for(resolution, lut_path="", measure=False, backend="auto", device="cp
     if measure:
         from tools.latency.backends import make_measurer
         measurer = make_measurer(backend, device, precision, **timing)
-        return load_table(lut_path or None, resolution=resolution, device=device, backend=measurer.backend,
-                          precision=precision, measure=True, measurer=measurer)
+        return load_table(lut_path or None, resolution=resolution, device=measurer.torch_device,
+                          backend=measurer.backend, precision=precision, measure=True, measurer=measurer)
     if lut_path:
         return load_table(lut_path, resolution=resolution, create=False)
     if resolution == PUBLISHED_RESOLUTION:

@@ -3,18 +3,19 @@
 The original ``search/train_search.py`` saves ``arch_{idx}.pt`` with ``torch.save`` of a dict holding
 ``alpha_{idx}_{0,1,2}``, ``beta_{idx}_{1,2}``, ``ratio_{idx}_{0,1,2}`` (CUDA ``nn.Parameter``s) and
 ``mIoU02``/``latency02``/``mIoU12``/``latency12`` (numpy scalars / floats); ``train/train.py`` reads it with a
-plain ``torch.load``. Such files need ``weights_only=False`` (arbitrary unpickling), so the project reads them
-only inside ``load_legacy_arch`` and converts them once. The project format keeps the same keys (so code that
-reads ``record["alpha_1_0"]`` works on both) but holds only plain CPU float32 tensors, Python floats/ints and
-strings, loads with ``weights_only=True`` and is written atomically.
+plain ``torch.load``, which unpickles (and runs) anything. The project reads such files only inside
+``load_legacy_arch`` (``tools.engine.legacy_files``: ``weights_only=True`` plus numpy scalars, so a crafted file
+is refused before it runs) and converts them once. The project format keeps the same keys (so code that reads
+``record["alpha_1_0"]`` works on both) but holds only plain CPU float32 tensors, Python floats/ints and strings,
+loads with plain ``weights_only=True`` and is written atomically.
 """
 import os
-import pickle
 
 import numpy as np
 import torch
 
 from tools.engine.checkpoint import save_checkpoint
+from tools.engine.legacy_files import UnsafeFileError, load_legacy_torch
 
 ARCH_FORMAT = "fasterseg-arch/1"
 METRIC_KEYS = ("mIoU02", "latency02", "mIoU12", "latency12")
@@ -135,13 +136,30 @@ def to_record(state, arch_idx=None, source="arch record"):
 def load_legacy_arch(path, arch_idx=None):
     """Read an original FasterSeg arch pickle (CUDA tensors, numpy scalars) on CPU and convert it.
 
-    This is the only place the project unpickles with ``weights_only=False``: only use it on files you trust
-    (such as the published ones).
+    Read with the restricted unpickler of ``tools.engine.legacy_files``: a file that needs anything but
+    tensors, Parameters, numpy scalars, dicts, strings and numbers is refused (UnsafeFileError) before it runs.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"arch file {path} does not exist.")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = load_legacy_torch(path, what="arch file")
+    except UnsafeFileError as error:
+        raise ArchFileError(str(error)) from None
+    except Exception as error:  # torch raises many types for a truncated or foreign file
+        raise ArchFileError(f"arch file {path} cannot be read ({type(error).__name__}: {error}); it is truncated "
+                            f"or not a PyTorch file: copy it again or rerun the search that wrote it.") from error
     return to_record(state, arch_idx, source=f"arch file {path}")
+
+
+def _unreadable_arch_error(path, error):
+    """Why a project-format load failed: a legacy pickle (convert it), a refused global, or a broken file."""
+    try:
+        load_legacy_arch(path)
+    except ArchFileError as legacy_error:
+        return legacy_error
+    return LegacyArchFileError(
+        f"arch file {path} is an original FasterSeg arch pickle, not the project format; convert it once with: "
+        f"python tools/convert_arch.py {path} OUTPUT.pt")
 
 
 def load_arch(path, arch_idx=None, layers=None, width_mult_list=None):
@@ -150,14 +168,13 @@ def load_arch(path, arch_idx=None, layers=None, width_mult_list=None):
         raise FileNotFoundError(f"arch file {path} does not exist.")
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as error:
-        raise LegacyArchFileError(
-            f"arch file {path} is not in the project format (it looks like an original FasterSeg pickle); "
-            f"convert it once with: python tools/convert_arch.py {path} OUTPUT.pt") from error
+    except Exception as error:  # noqa: BLE001 - every failure is classified by _unreadable_arch_error
+        raise _unreadable_arch_error(path, error) from None
     source = f"arch file {path}"
     if not isinstance(record, dict) or record.get("format") != ARCH_FORMAT:
-        raise ArchFileError(f"{source} has no '{ARCH_FORMAT}' format marker; write it with "
-                            f"tools.models.archfile.save_arch or convert it with tools/convert_arch.py.")
+        validate_arch(record, source=source)    # not an original-style arch dict either: says what is wrong
+        raise LegacyArchFileError(f"{source} has no '{ARCH_FORMAT}' format marker but holds an original-style "
+                                  f"arch dict; convert it once with: python tools/convert_arch.py {path} OUTPUT.pt")
     validate_arch(record, arch_idx, layers, width_mult_list, source=source)
     return record
 

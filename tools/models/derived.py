@@ -56,7 +56,7 @@ class Cell(nn.Module):
 
 
 def _upsample2x(x):
-    return F.interpolate(x, size=(int(x.size(2)) * 2, int(x.size(3)) * 2), mode='bilinear', align_corners=True)
+    return F.interpolate(x, size=(x.size(2) * 2, x.size(3) * 2), mode='bilinear', align_corners=True)   # DR8
 
 
 class Network_Multi_Path_Infer(nn.Module):
@@ -312,7 +312,7 @@ class Network_Multi_Path_Infer(nn.Module):
                 pred32 = F.interpolate(pred32, scale_factor=32, mode='bilinear', align_corners=True)
             return pred8, pred16, pred32
         pred8 = self.agg_ffm(outputs8, outputs16, outputs32)
-        return F.interpolate(pred8, size=(int(pred8.size(2)) * 8, int(pred8.size(3)) * 8), mode='bilinear',
+        return F.interpolate(pred8, size=(pred8.size(2) * 8, pred8.size(3) * 8), mode='bilinear',     # DR8
                              align_corners=True)
 
 

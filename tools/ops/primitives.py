@@ -159,7 +159,7 @@ class BasicResidual_downup_1x(_Residual):
         self.conv1, self.bn1 = self._conv_bn(C_in, C_out, 1, dilation, groups)
 
     def forward(self, x):
-        h, w = int(x.size(2)), int(x.size(3))
+        h, w = x.size(2), x.size(3)        # not int(): an ONNX export keeps them symbolic (DR8)
         out = F.interpolate(x, size=(h // 2, w // 2), mode='bilinear', align_corners=True)
         out = self.bn1(self.conv1(out))
         if self.stride == 1:
@@ -193,7 +193,7 @@ class BasicResidual_downup_2x(_Residual):
         self.conv2, self.bn2 = self._conv_bn(C_out, C_out, 1, dilation, groups)
 
     def forward(self, x):
-        h, w = int(x.size(2)), int(x.size(3))
+        h, w = x.size(2), x.size(3)        # not int(): an ONNX export keeps them symbolic (DR8)
         out = F.interpolate(x, size=(h // 2, w // 2), mode='bilinear', align_corners=True)
         out = self.relu(self.bn1(self.conv1(out)))
         out = self.bn2(self.conv2(out))

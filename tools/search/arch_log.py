@@ -11,9 +11,12 @@ Fixed original bugs (docs/differences.md, rows S7-S8):
 * B4 (search/train_search.py:164-167, 187-203): every arch file carried the mIoU and FPS of the LAST
   architecture validated (the student); each record here holds its own architecture's numbers.
 * B9 (search/train_search.py:276-280): the FPS logged during the search came from search/model_seg.py, which
-  has no ``ignore_skip`` and, for the teacher's one-column ratios, derives every width as 4/12; here the
-  networks are derived exactly as train/train.py builds them (teacher: ignore_skip, width 1.0), so the logged
-  FPS and the stored latency belong to the networks that will be trained.
+  has no ``ignore_skip`` (the teacher's widths are 1.0 there too, search/model_seg.py:180-181); here the
+  networks are derived exactly as train/train.py builds them (teacher: ignore_skip), so the logged FPS and the
+  stored latency belong to the networks that will be trained.
+
+``legacy=True`` (config ``legacy_latency``) gives back the original's figures: no ``ignore_skip`` and the table
+read with bugs B1 and B2 (docs/differences.md S13).
 """
 from dataclasses import dataclass
 
@@ -66,33 +69,43 @@ def arch_tensors(model, idx):
     return copy[:3], [None] + copy[3:5], copy[5:]
 
 
-def derive_network(model, idx, lasts=(2, 1)):
-    """The derived network of architecture ``idx`` as train.py builds it (teacher: ignore_skip), eval-only."""
+def derive_network(model, idx, lasts=(2, 1), legacy=False):
+    """The derived network of architecture ``idx`` as train.py builds it (teacher: ignore_skip), eval-only.
+
+    ``legacy=True`` derives as the original's search did (search/model_seg.py: no ``ignore_skip``, B9).
+    """
     alphas, betas, ratios = arch_tensors(model, idx)
     net = Network_Multi_Path_Infer(alphas, betas, ratios, num_classes=model._num_classes, layers=model._layers,
                                    Fch=model._Fch, width_mult_list=model._width_mult_list,
-                                   stem_head_width=model._stem_head_width[idx], ignore_skip=idx == 0,
+                                   stem_head_width=model._stem_head_width[idx], ignore_skip=idx == 0 and not legacy,
                                    aux_heads=False)
     return net.build_structure(list(lasts))
 
 
 def network_latency(net, latency_size, table=None, fps_source="table", backend="auto", device="cpu",
-                    **timing):
-    """Latency (ms) of a built derived network: lookup table, or measured with ``backend`` on ``device``."""
+                    legacy=False, **timing):
+    """Latency (ms) of a built derived network: lookup table, or measured with ``backend`` on ``device``.
+
+    ``legacy=True`` reads the table as the original's ``forward_latency`` did (bugs B1 and B2).
+    """
     if fps_source == "table":
-        return derived_latency(net, tuple(latency_size), table).latency_ms
+        return derived_latency(net, tuple(latency_size), table, legacy_b1=legacy, legacy_b2=legacy).latency_ms
     if fps_source == "backend":
         return measure_latency(net.eval(), (1,) + tuple(latency_size), backend=backend, device=device,
                                **timing).latency_ms
     raise ValueError(f"fps_source {fps_source!r} is unknown; use one of {FPS_SOURCES}.")
 
 
-def arch_latencies(model, idx, latency_size, table=None, fps_source="table", **measure):
-    """(latency [2,0], latency [2,1], network built for [2,1]) of architecture ``idx``."""
+def arch_latencies(model, idx, latency_size, table=None, fps_source="table", legacy=False, **measure):
+    """(latency [2,0], latency [2,1], network built for [2,1]) of architecture ``idx``.
+
+    ``legacy=True`` (config ``legacy_latency``) gives the original search's figures: derivation without
+    ``ignore_skip`` (B9) and table reads with bugs B1 and B2.
+    """
     latencies, net = [], None
     for lasts in LASTS:
-        net = derive_network(model, idx, lasts)
-        latencies.append(network_latency(net, latency_size, table, fps_source, **measure))
+        net = derive_network(model, idx, lasts, legacy=legacy)
+        latencies.append(network_latency(net, latency_size, table, fps_source, legacy=legacy, **measure))
     return latencies[0], latencies[1], net
 
 

@@ -14,11 +14,12 @@ Replaces ``main()`` of the original search/train_search.py with the same work fl
 
 Beyond the original: the run folder also holds ``config.json`` and, while the run is unfinished,
 ``checkpoint.pt`` (model, arch parameters, optimizers, lr schedule, latency weights, loaders and RNG states),
-written atomically after every epoch; ``resume=True`` (the newest unfinished run of this ``save`` name) or
-``resume=<folder>`` continues it and gives the same numbers as an uninterrupted run. A finished run (``DONE``)
-is never written to again. The data split is drawn from the seed (the original shuffled with the unseeded
-``random``), and bad input (missing pretrain folder, a supernet config that does not match the pretrained
-weights, a train list too small for two halves) is one sentence.
+written atomically after every epoch's training and again after its validation; ``resume=True`` (the newest
+unfinished run of this ``save`` name) or ``resume=<folder>`` continues it and gives the same numbers as an
+uninterrupted run. Folder, lock, ``FAILED`` marker and the resume rule are training's too (tools/engine/run.py);
+a finished run (``DONE``) is never written to again. The data split is drawn from the seed (the original
+shuffled with the unseeded ``random``), and bad input (missing pretrain folder, a supernet config that does not
+match the pretrained weights, a train list too small for two halves) is one sentence.
 """
 import json
 import os
@@ -32,8 +33,9 @@ from tools.data.datasets import dataset_from_config, read_file_list
 from tools.data.loader import get_train_loader
 from tools.engine.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tools.engine.distributed import resolve_device
-from tools.engine.run import (create_run_dir, get_logger, is_done, mark_done, run_name, summary_writer,
-                              unused_name)
+from tools.engine.run import (CONFIG_NAME, config_snapshot, get_logger, guarded_run, mark_done, open_stage_dir,
+                              summary_writer, warn_if_unfinished)
+from tools.engine.run_outputs import append_metrics
 from tools.losses import ProbOhemCrossEntropy2d, ohem_min_kept
 from tools.models.supernet import Network_Multi_Path
 from tools.search.arch_log import ArchReport, arch_latencies, arch_name, log_report, save_arch_files
@@ -43,12 +45,8 @@ from tools.search.validate import HEAD_NAMES, evaluate_heads
 
 CHECKPOINT_NAME = "checkpoint.pt"
 WEIGHTS_NAME = "weights.pt"
-CONFIG_NAME = "config.json"
 # Keys that decide the supernet's parameters: a search must use the pretraining run's values.
 SUPERNET_KEYS = ("num_classes", "layers", "Fch", "width_mult_list", "prun_modes", "stem_head_width")
-# Keys a resumed run must share with the interrupted one (besides SUPERNET_KEYS).
-RESUME_KEYS = SUPERNET_KEYS + ("pretrain", "batch_size", "image_height", "image_width", "niters_per_epoch",
-                               "train_portion", "seed", "latency_height", "latency_width")
 
 
 class SearchSetupError(ValueError):
@@ -59,30 +57,11 @@ def is_pretraining(config):
     return config.pretrain is True
 
 
-def _plain(value):
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def config_snapshot(config):
-    """JSON-able copy of the config (tuples as lists), as written to ``config.json``."""
-    return {key: _plain(value) for key, value in config.items() if isinstance(value, (bool, int, float, str,
-                                                                                       list, tuple, type(None)))}
-
-
 def check_config(config):
     """Settings that cannot work, found before anything is built (one sentence each)."""
     from tools.search.arch_log import FPS_SOURCES
-    if not isinstance(config.pretrain, (bool, str)):
-        raise SearchSetupError(f"pretrain={config.pretrain!r} must be True (pretrain the supernet), a pretraining "
-                               f"run folder (search from it) or False (search from a random initialisation).")
     if config.fps_source not in FPS_SOURCES:
         raise SearchSetupError(f"fps_source={config.fps_source!r} is unknown; use one of {FPS_SOURCES}.")
-    if not 0 < config.train_portion < 1:
-        raise SearchSetupError(f"train_portion={config.train_portion} must be between 0 and 1 (the original: 0.5).")
-    if config.batch_size < 1 or config.niters_per_epoch < 1 or config.nepochs < 1:
-        raise SearchSetupError("batch_size, niters_per_epoch and nepochs must all be at least 1.")
 
 
 # ---- model, criterion, pretrained weights -------------------------------------------------------------------
@@ -110,8 +89,9 @@ def check_pretrain_config(folder, config):
         return
     with open(path) as handle:
         saved = json.load(handle)
+    current = config_snapshot(config)
     for key in SUPERNET_KEYS:
-        if key in saved and _plain(saved[key]) != _plain(config[key]):
+        if key in saved and saved[key] != current.get(key):
             raise SearchSetupError(f"pretrain folder {folder} was pretrained with {key}={saved[key]!r} but this "
                                    f"search uses {key}={config[key]!r}; search with the pretraining's {key} "
                                    f"(or pretrain again with this one).")
@@ -193,7 +173,7 @@ def open_latency_table(config, device, run_dir=None):
     path = config.lut_path or (os.path.join(run_dir, "latency_lookup_table.json") if run_dir else "")
     measure = bool(config.lut_measure_misses) and not str(path).endswith(".npy")
     table = table_for(resolution, path, measure=measure, backend=config.latency_backend,
-                      device="cuda" if device.type == "cuda" else "cpu", precision=config.precision,
+                      device=str(device), precision=config.precision,
                       budget_s=config.lut_budget_s, calib_s=config.lut_calib_s)
     if table is None:
         raise SearchSetupError(f"no latency lookup table for {resolution[0]}x{resolution[1]}: give lut_path=<table "
@@ -201,39 +181,7 @@ def open_latency_table(config, device, run_dir=None):
     return table
 
 
-# ---- run folder and resume ----------------------------------------------------------------------------------
-def run_prefix(config):
-    return f"search-{config.save}-"
-
-
-def find_resume_dir(config):
-    """``resume=<folder>``: it; ``resume=True``: the newest unfinished run of this ``save`` with a checkpoint."""
-    if isinstance(config.resume, str):
-        folder = config.resume
-        if is_done(folder):
-            raise SearchSetupError(f"run {folder} already finished (it has a DONE marker) and is never "
-                                   f"overwritten; start a new run with resume=False.")
-        if not os.path.isfile(os.path.join(folder, CHECKPOINT_NAME)):
-            raise SearchSetupError(f"resume={folder!r} holds no {CHECKPOINT_NAME}; give the folder of an "
-                                   f"interrupted search/pretrain run (or resume=True for the newest one).")
-        return folder
-    root = config.output_root
-    names = sorted(n for n in os.listdir(root) if n.startswith(run_prefix(config))) if os.path.isdir(root) else []
-    for name in reversed(names):
-        folder = os.path.join(root, name)
-        if not is_done(folder) and os.path.isfile(os.path.join(folder, CHECKPOINT_NAME)):
-            return folder
-    raise SearchSetupError(f"resume=True but {root} holds no unfinished run named {run_prefix(config)}* with a "
-                           f"{CHECKPOINT_NAME}; start a new run with resume=False.")
-
-
-def check_resume_config(saved, config, folder):
-    for key in RESUME_KEYS:
-        if key in saved and _plain(saved[key]) != _plain(config.get(key)):
-            raise SearchSetupError(f"run {folder} was started with {key}={saved[key]!r} but this invocation has "
-                                   f"{key}={config.get(key)!r}; resume with the same config.")
-
-
+# ---- resume -------------------------------------------------------------------------------------------------
 def restore_zero_grads(model, indices):
     """Give the parameters that had a ``.grad`` when the checkpoint was written a zero one again: with
     ``zero_grad(set_to_none=False)`` (torch 1.x, the original) they keep receiving weight decay and momentum."""
@@ -246,13 +194,17 @@ def restore_zero_grads(model, indices):
 # ---- the run ----------------------------------------------------------------------------------------------
 def run(config, table=None, progress=True):
     """Entry point of search/train_search.py; returns the run folder. ``table`` overrides the lookup table."""
-    return SearchRun(config, table=table, progress=progress).execute()
+    search = SearchRun(config, progress=progress)
+    with guarded_run(search.run_dir, search.lock):
+        search.setup(table)
+        return search.execute()
 
 
 class SearchRun:
     """State of one pretrain/search invocation: model, architect, optimizers, loaders, folder, history."""
 
-    def __init__(self, config, table=None, progress=True):
+    def __init__(self, config, progress=True):
+        """Everything that checks the inputs (pretrained weights, lists, image sizes), then the locked folder."""
         check_config(config)
         self.config = config
         self.progress = progress
@@ -265,14 +217,19 @@ class SearchRun:
             load_pretrained(self.model, config.pretrain, config)
         index_select = split_indices(config)
         self.val_set = dataset_from_config(config, "val")
-        if config.resume:   # the folder is made only once the inputs above are known to be usable
-            self.run_dir = find_resume_dir(config)
-        else:
-            os.makedirs(config.output_root, exist_ok=True)
-            name = unused_name(config.output_root, run_name("search", config.save))
-            self.run_dir = create_run_dir(config.output_root, name)
+        self.loader_model, self.loader_arch = make_loaders(config, index_select)
+        # the folder is made (or the resumed one locked) only once the inputs above are known to be usable
+        self.run_dir, self.lock, self.notes = open_stage_dir(config, "search", CHECKPOINT_NAME, bool(config.resume))
+
+    def setup(self, table=None):
+        """Logger, optimizers, latency table and architect (inside the folder's failure guard)."""
+        config = self.config
         self.logger = get_logger(self.run_dir)
         self.writer = summary_writer(self.run_dir)
+        for note in self.notes:
+            self.logger.info("%s", note)
+        if isinstance(config.pretrain, str):
+            warn_if_unfinished(self.logger, "pretrain", config.pretrain)
         self.optimizer = weight_optimizer(self.model, config.lr, config.momentum, config.weight_decay)
         self.scheduler = lr_scheduler(self.optimizer, config.lr_decay)
         if self.searching and table is None:
@@ -283,9 +240,9 @@ class SearchRun:
             self.architect = Architect(self.model, config.latency_weight, self.table,
                                        (3, config.latency_height, config.latency_width), config.arch_learning_rate,
                                        legacy_latency=config.legacy_latency)
-        self.loader_model, self.loader_arch = make_loaders(config, index_select)
         self.history = {"mIoU": [], "fps": [], "latency_weight": [], "latency_supernet": [], "loss": []}
         self.start_epoch = 0
+        self.pending_validation = False
 
     @staticmethod
     def _seed(seed):
@@ -301,7 +258,6 @@ class SearchRun:
         if config.resume:
             self.restore()
         else:
-            self._write_config()
             self.logger.info("args = %s", json.dumps(config_snapshot(config), sort_keys=True))
             n_params = sum(p.numel() for p in self.model.weight_parameters())
             self.logger.info("params = %.3fM (weights), arch params = %d", n_params / 1e6,
@@ -310,10 +266,13 @@ class SearchRun:
                 for idx, weight in enumerate(self.architect.latency_weight):
                     self.writer.add_scalar(f"arch/latency_weight_{arch_name(idx)}", weight, 0)
                     self.logger.info("arch_latency_weight_%s = %s", arch_name(idx), weight)
+        if self.pending_validation:     # the run stopped during the validation of its last epoch: finish it
+            self.end_of_epoch(self.start_epoch - 1)
         bar = tqdm(range(self.start_epoch, config.nepochs), ncols=80, disable=not self.progress)
         for epoch in bar:
             bar.set_description(f"[Epoch {epoch + 1}/{config.nepochs}][train...]")
             self.train_one_epoch(epoch)
+            self.save(epoch + 1, pending_validation=True)   # a failing validation never costs the epoch
             bar.set_description(f"[Epoch {epoch + 1}/{config.nepochs}][validation...]")
             self.end_of_epoch(epoch)
         self.finish()
@@ -321,7 +280,8 @@ class SearchRun:
 
     def train_one_epoch(self, epoch):
         self.logger.info("pretrain: %s | run: %s", self.pretrain, self.run_dir)
-        self.logger.info("lr: %s | update arch: %s", self.optimizer.param_groups[0]["lr"], self.searching)
+        self.epoch_lr = self.optimizer.param_groups[0]["lr"]
+        self.logger.info("lr: %s | update arch: %s", self.epoch_lr, self.searching)
         stats = train_epoch(self.model, self.optimizer, self.loader_model, self.config.niters_per_epoch,
                             self.pretrain, self.config.grad_clip, self.device, architect=self.architect,
                             loader_arch=self.loader_arch, writer=self.writer, epoch=epoch, progress=self.progress)
@@ -343,7 +303,25 @@ class SearchRun:
         if self.searching:
             save_arch_files(self.model, reports, self.run_dir, epoch)
             self.adapt_latency_weights(reports, epoch)
+        append_metrics(self.run_dir, self.epoch_record(epoch))
         self.save(epoch + 1)
+
+    def epoch_record(self, epoch):
+        """The metrics.jsonl record of ``epoch``: lr, mean loss, the five heads' val mIoU (pretrain: per width
+        mode; search: per architecture, with the derived networks' FPS and the latency weight used)."""
+        history = self.history
+        record = {"epoch": epoch + 1, "stage": "search" if self.searching else "pretrain",
+                  "lr": getattr(self, "epoch_lr", None), "loss": history["loss"][-1] if history["loss"] else None}
+        if not self.searching:
+            record["val_mIoU"] = {mode: dict(zip(HEAD_NAMES, m)) for mode, m in history["mIoU"][-1].items()}
+            return record
+        names = [arch_name(idx) for idx in range(len(history["mIoU"][-1]))]
+        record["val_mIoU"] = {name: dict(zip(HEAD_NAMES, m)) for name, m in zip(names, history["mIoU"][-1])}
+        record["fps"] = {name: {"lasts_2_0": fps[0], "lasts_2_1": fps[1]}
+                         for name, fps in zip(names, history["fps"][-1])}
+        record["latency_weight"] = dict(zip(names, history["latency_weight"][-1]))
+        record["latency_supernet"] = history["latency_supernet"][-1]
+        return record
 
     def validate_pretrain(self, epoch):
         """mIoU of the five heads at 'min' widths, then 'max' and 'random' (when there are several widths)."""
@@ -367,8 +345,9 @@ class SearchRun:
             self.model.arch_idx = idx
             mious = self._evaluate()
             lat02, lat12, net = arch_latencies(self.model, idx, (3, config.latency_height, config.latency_width),
-                                               self.table, config.fps_source, backend=config.latency_backend,
-                                               device=self.device.type, precision=config.precision)
+                                               self.table, config.fps_source, legacy=config.legacy_latency,
+                                               backend=config.latency_backend,
+                                               device=str(self.device), precision=config.precision)
             report = ArchReport(idx, mious, lat02, lat12, net if config.arch_plots else None)
             log_report(self.writer, self.logger, report, epoch, config.Fch, self.architect.latency_weight[idx])
             report.network = None
@@ -392,14 +371,12 @@ class SearchRun:
                 self.logger.info("arch_latency_weight_%s = %s", arch_name(idx), weight)
 
     # ---- persistence ------------------------------------------------------------------------------------
-    def _write_config(self):
-        with open(os.path.join(self.run_dir, CONFIG_NAME), "w") as handle:
-            json.dump(config_snapshot(self.config), handle, indent=1, sort_keys=True)
-
-    def save(self, next_epoch):
-        """checkpoint.pt: everything needed to continue at ``next_epoch`` exactly (atomic write)."""
+    def save(self, next_epoch, pending_validation=False):
+        """checkpoint.pt: everything needed to continue at ``next_epoch`` exactly (atomic write);
+        ``pending_validation``: written before the epoch's validation, which a resume then runs first."""
         state = {
             "epoch": int(next_epoch),
+            "pending_validation": bool(pending_validation),
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -417,7 +394,6 @@ class SearchRun:
         state = load_checkpoint(path, map_location="cpu")
         if not isinstance(state, dict) or "epoch" not in state:
             raise CheckpointError(f"checkpoint {path} is not a search checkpoint; start a new run with resume=False.")
-        check_resume_config(state.get("config", {}), self.config, self.run_dir)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -429,7 +405,9 @@ class SearchRun:
         restore_zero_grads(self.model, state.get("grad_allocated", []))
         self.history = state["history"]
         self.start_epoch = int(state["epoch"])
-        self.logger.info("resumed %s at epoch %d", self.run_dir, self.start_epoch)
+        self.pending_validation = bool(state.get("pending_validation", False))
+        self.logger.info("resumed %s at epoch %d%s", self.run_dir, self.start_epoch,
+                         " (its validation first)" if self.pending_validation else "")
 
     def finish(self):
         if self.table is not None and getattr(self.table, "path", None) and getattr(self.table, "misses", None):

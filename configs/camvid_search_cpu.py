@@ -1,0 +1,43 @@
+"""CamVid pretraining and search sized for a 2-core CPU: camvid_search with a smaller supernet and short epochs.
+
+The paper's supernet (16 layers, Fch 12: 252M parameters) takes ~40 s per pretraining step on 2 cores; this
+preset searches the same space (the five operators, the three branches, five widths, teacher and student,
+latency loss with the adaptive weight) in a supernet of 8 layers and Fch 6 (28M parameters), with crops of
+256x352 (pretrain) / 224x288 (search) from the 360x480 images and the latency estimated at the evaluation size
+384x480 (a 360x480 image padded to a multiple of 32) with a lookup table measured on this machine. Each stage
+runs 4 epochs of 50 iterations. Used by `python run_demo.py --data camvid` (tools/pipeline.py), whose whole
+search variant is planned for about 2 hours on 2 cores (docs/benchmarks.md "CamVid" has the measured times).
+
+    python search/train_search.py --config camvid_search_cpu dataset_path=data/camvid lut_path=runs/lut_cpu.json
+"""
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _common import inherit  # noqa: E402
+
+_base = inherit("camvid_search")
+C = _base.C
+C.layers = 8
+C.Fch = 6
+C.num_workers = 1
+C.latency_height = 384
+C.latency_width = 480
+C.latency_backend = "pytorch"
+C.lut_budget_s = 0.05
+C.lut_calib_s = 0.01
+# the FPS window of the paper (155/175 FPS at 1024x2048 on a 1080Ti) means nothing for this supernet on a CPU:
+# the student's latency weight adapts between 10 and 40 FPS at 384x480 on 2 cores
+C.FPS_min = [0, 10.]
+C.FPS_max = [0, 40.]
+
+PRETRAIN = dict(image_height=256, image_width=352, batch_size=3, nepochs=4, niters_per_epoch=50)
+SEARCH = dict(image_height=224, image_width=288, batch_size=2, nepochs=4, niters_per_epoch=50)
+
+
+def finalize(C, explicit):
+    sizes = PRETRAIN if C.pretrain is True else SEARCH
+    for key, value in sizes.items():
+        if key not in explicit:
+            C[key] = value
+    _base.finalize(C, set(explicit) | set(sizes))

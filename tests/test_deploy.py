@@ -1,0 +1,121 @@
+"""latency/export_onnx.py: a training run folder -> a deployment folder (model.onnx, model_int8.onnx, meta.json,
+a stand-alone predict.py) whose predictions equal the project's predictor; random weights only when asked."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from PIL import Image
+
+from tests.demo_helpers import make_small_demo
+from tools.config import load_config
+from tools.data.datasets import label_set_from_config, read_file_list, read_image
+from tools.engine.predictor import config_for_weights, load_predictor
+from tools.engine.run import write_config
+from tools.engine.train_run import build_network
+from tools.engine.weights import load_weights, save_weights
+from tools.latency.backends import tensorrt_available
+from tools.latency.deploy import DeployError, export_deployment, find_weights, read_meta, tensorrt_engine
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NO_TORCH = ("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    """A student run folder as train.py leaves it (config.json, weights1.pt) on a 64x128 demo dataset."""
+    root = tmp_path_factory.mktemp("deploy")
+    make_small_demo(str(root / "data"), counts={"train": 2, "val": 2, "test": 0})
+    config = load_config("train_tiny", [f"dataset_path='{root / 'data'}'", "mode='student'", "arch_idx=[1]",
+                                        "device='cpu'", "eval_height=64", "eval_width=128", "down_sampling=1"])
+    folder = root / "run"
+    torch.manual_seed(0)
+    save_weights(build_network(config, 0, 1, "cpu"), str(folder), 1)
+    write_config(str(folder), config)
+    return root, str(folder)
+
+
+@pytest.fixture(scope="module")
+def deployment(run_folder):
+    root, folder = run_folder
+    out = str(root / "deploy")
+    lines = []
+    meta = export_deployment(folder, out, size=(64, 128), int8=True, calib_images=2, dynamic=True, dynamic_hw=True,
+                             log=lines.append)
+    return out, meta, lines
+
+
+def test_export_refuses_random_weights_unless_asked_by_name(tmp_path):
+    with pytest.raises(DeployError, match=r"^no trained weights given: .* pass --random-weights\.$"):
+        export_deployment(None, str(tmp_path / "deploy"))
+    sys.path.insert(0, os.path.join(REPO, "latency"))
+    try:
+        import export_onnx
+    finally:
+        sys.path.pop(0)
+    with pytest.raises(DeployError, match="--random-weights"):
+        export_onnx.main(["--out", str(tmp_path / "deploy")])
+    assert not os.path.exists(tmp_path / "deploy")
+    assert find_weights(None, random_weights=True) == (None, 1)
+
+
+def test_deployment_folder_holds_models_meta_and_predict(deployment, run_folder):
+    out, meta, lines = deployment
+    assert sorted(os.listdir(out)) == ["legend.png", "meta.json", "model.onnx", "model_int8.onnx", "predict.py"]
+    assert read_meta(out) == json.loads(json.dumps(meta))                 # meta.json round-trips
+    config = config_for_weights(run_folder[1])
+    labels = label_set_from_config(config)
+    assert meta["classes"]["names"] == labels.names and meta["classes"]["colors"] == labels.colors
+    assert meta["input"]["height"] == 64 and meta["input"]["channel_order"] == "RGB"
+    assert meta["arch"]["network"] == "student" and meta["source"]["weights"].endswith("weights1.pt")
+    assert meta["models"]["int8"]["calibration_list"] == config.train_source
+    for kind in ("fp32", "int8"):
+        assert 0.0 <= meta["models"][kind]["val_mIoU"] <= 1.0
+    assert any("val mIoU" in line and "model_int8.onnx" in line for line in lines)
+    assert meta["input"]["dynamic_batch"] and meta["input"]["dynamic_hw"]
+    network = build_network(config, 0, 1, "cpu")
+    load_weights(network, os.path.join(run_folder[1], "weights1.pt"))
+    x = torch.randn(2, 3, 96, 160, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = network.eval()(x).numpy()
+    for name in ("model.onnx", "model_int8.onnx"):                     # another batch size and image size
+        session = onnxruntime.InferenceSession(os.path.join(out, name), providers=["CPUExecutionProvider"])
+        got = session.run(None, {"input": x.numpy()})[0]
+        assert got.shape == (2, 19, 96, 160)
+    assert np.abs(got - expected).max() < 0.5 * np.abs(expected).max()
+    session = onnxruntime.InferenceSession(os.path.join(out, "model.onnx"), providers=["CPUExecutionProvider"])
+    assert np.abs(session.run(None, {"input": x.numpy()})[0] - expected).max() < 1e-3 * np.abs(expected).max()
+
+
+def test_tensorrt_engine_or_one_line_saying_why_not(deployment, tmp_path):
+    out, _, _ = deployment
+    if tensorrt_available()[0]:
+        pytest.skip("TensorRT is installed here (the engine is built on the GPU box)")
+    said = []
+    assert tensorrt_engine(os.path.join(out, "model.onnx"), str(tmp_path), "fp16", (64, 128), said.append) is None
+    assert len(said) == 1 and said[0].startswith("no TensorRT engine written: ") and not os.listdir(tmp_path)
+
+
+def test_deployment_predict_runs_without_torch_and_equals_the_project_predictor(deployment, run_folder, tmp_path):
+    out, _, _ = deployment
+    root, folder = run_folder
+    entries = read_file_list(os.path.join(root, "data", "cityscapes_val_fine.txt"))
+    image_path = os.path.join(root, "data", entries[0][0])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    completed = subprocess.run([sys.executable, "-c", NO_TORCH, os.path.join(out, "predict.py"), "--input",
+                                image_path, "--output", str(tmp_path)], cwd=str(tmp_path), env=env,
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "1 frame(s) in" in completed.stdout and "FPS" in completed.stdout
+    stem = os.path.splitext(os.path.basename(image_path))[0]
+    onnx_classes = np.array(Image.open(tmp_path / f"{stem}_labels.png"))
+    predictor, _ = load_predictor(config_for_weights(folder), folder)
+    torch_classes = predictor.predict(read_image(image_path))[0]
+    assert onnx_classes.shape == torch_classes.shape == (64, 128)
+    assert (onnx_classes == torch_classes).mean() >= 0.999
+    assert os.path.isfile(tmp_path / f"{stem}_overlay.png") and os.path.isfile(tmp_path / "legend.png")

@@ -1,0 +1,182 @@
+"""Segment images, folders of images, videos or a camera with the FasterSeg model of this folder.
+
+Needs only onnxruntime, opencv-python(-headless) and numpy (no torch, no training code):
+
+    python predict.py --input street.jpg --input photos/ --input drive.mp4 --output predictions/
+    python predict.py --input 0 --max-frames 300            # camera 0
+    python predict.py --input photos/ --model model_int8.onnx
+
+Each image gives ``<name>_labels.png`` (the class index of every pixel, 8-bit) and ``<name>_overlay.png`` (class
+colours blended on the image); a video or camera gives ``<name>_overlay.mp4``; ``legend.png`` names the colours.
+meta.json (beside this file) holds the classes, colours, normalisation and input size. The FPS of the model
+(normalisation, ONNX Runtime, argmax) is printed at the end.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+
+
+class Segmenter:
+    """The model of a deployment folder: RGB uint8 image in, class map (uint8) out."""
+
+    def __init__(self, folder=HERE, model=None, threads=None):
+        with open(os.path.join(folder, "meta.json")) as handle:
+            self.meta = json.load(handle)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        path = os.path.join(folder, model or self.meta["models"]["fp32"]["file"])
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+        self.session = ort.InferenceSession(path, options, providers=providers)
+        spec = self.meta["input"]
+        self.input_name = spec["name"]
+        self.mean = np.asarray(spec["mean"], np.float32)
+        self.std = np.asarray(spec["std"], np.float32)
+        self.size = (spec["height"], spec["width"])
+        self.dynamic_hw = spec.get("dynamic_hw", False)
+        self.divisor = spec.get("size_divisor", 32)
+        self.colors = np.asarray(self.meta["classes"]["colors"], np.uint8)
+        self.background = self.meta["classes"]["background"]
+        self.frames = 0
+        self.seconds = 0.0
+
+    def classes(self, image):
+        """The class map (H x W, uint8) of an RGB uint8 image: normalised, zero-padded to the model's input size
+        (a model of dynamic height/width: to the next multiple of 32; a larger image than a fixed size is resized
+        to fit and its class map resized back), one pass, argmax."""
+        start = time.perf_counter()
+        height, width = image.shape[:2]
+        if self.dynamic_hw:
+            self.size = (-(-height // self.divisor) * self.divisor, -(-width // self.divisor) * self.divisor)
+        scale = min(1.0, self.size[0] / height, self.size[1] / width)
+        if scale < 1.0:
+            image = cv2.resize(image, (int(width * scale), int(height * scale)), interpolation=cv2.INTER_LINEAR)
+        x = (image.astype(np.float32) / 255.0 - self.mean) / self.std
+        h, w = x.shape[:2]
+        padded = np.zeros((self.size[0], self.size[1], 3), np.float32)
+        padded[:h, :w] = x
+        out = self.session.run(None, {self.input_name: padded.transpose(2, 0, 1)[None]})[0][0]
+        classes = out if out.ndim == 2 else out.argmax(0)
+        classes = classes[:h, :w].astype(np.uint8)
+        if scale < 1.0:
+            classes = cv2.resize(classes, (width, height), interpolation=cv2.INTER_NEAREST)
+        self.seconds += time.perf_counter() - start
+        self.frames += 1
+        return classes
+
+    def overlay(self, image, classes):
+        """0.55 x class colour + 0.45 x image where a class (not the background) is drawn."""
+        drawn = classes < len(self.colors)
+        if 0 <= self.background < len(self.colors):
+            drawn &= classes != self.background
+        colours = self.colors[np.minimum(classes, len(self.colors) - 1)]
+        blended = (0.55 * colours + 0.45 * image + 0.5).astype(np.uint8)
+        return np.where(drawn[:, :, None], blended, image)
+
+
+def collect(inputs):
+    """[(kind, source)]: images of folders (sorted), images, videos, camera indices; a bad input stops here."""
+    items = []
+    for path in inputs:
+        if path.isdigit() and not os.path.exists(path):
+            items.append(("camera", int(path)))
+        elif os.path.isdir(path):
+            names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS))
+            if not names:
+                sys.exit(f"folder {path} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+            items += [("image", os.path.join(path, n)) for n in names]
+        elif not os.path.isfile(path):
+            sys.exit(f"input {path} does not exist.")
+        elif path.lower().endswith(IMAGE_EXTENSIONS):
+            items.append(("image", path))
+        elif path.lower().endswith(VIDEO_EXTENSIONS):
+            items.append(("video", path))
+        else:
+            sys.exit(f"input {path} is neither an image, a video nor a camera index.")
+    return items
+
+
+def write(path, image):
+    if not cv2.imwrite(path, image):
+        sys.exit(f"cannot write {path}.")
+
+
+def predict_image(segmenter, path, out_dir):
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        sys.exit(f"image {path} cannot be read.")
+    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    classes = segmenter.classes(rgb)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    write(os.path.join(out_dir, stem + "_labels.png"), classes)
+    write(os.path.join(out_dir, stem + "_overlay.png"), segmenter.overlay(rgb, classes)[:, :, ::-1])
+    return [os.path.join(out_dir, stem + "_labels.png"), os.path.join(out_dir, stem + "_overlay.png")]
+
+
+def predict_stream(segmenter, source, out_dir, max_frames=None):
+    capture = cv2.VideoCapture(source)
+    if not capture.isOpened():
+        sys.exit(f"{'camera' if isinstance(source, int) else 'video'} {source} cannot be opened.")
+    stem = f"camera{source}" if isinstance(source, int) else os.path.splitext(os.path.basename(source))[0]
+    path = os.path.join(out_dir, stem + "_overlay.mp4")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    writer, count = None, 0
+    try:
+        while max_frames is None or count < max_frames:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+            blended = segmenter.overlay(rgb, segmenter.classes(rgb))
+            if writer is None:
+                writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (bgr.shape[1], bgr.shape[0]))
+            writer.write(np.ascontiguousarray(blended[:, :, ::-1]))
+            count += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+    return [path] if writer is not None else []
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input", action="append", required=True, help="image, folder, video or camera index")
+    parser.add_argument("--output", default="predictions", help="output folder (default: %(default)s)")
+    parser.add_argument("--model", default=None, help="model file of this folder (default: the fp32 model.onnx)")
+    parser.add_argument("--max-frames", type=int, default=None, help="stop videos/cameras after this many frames")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: its choice)")
+    args = parser.parse_args(argv)
+    items = collect(args.input)
+    segmenter = Segmenter(HERE, args.model, args.threads)
+    os.makedirs(args.output, exist_ok=True)
+    legend = cv2.imread(os.path.join(HERE, "legend.png"))
+    written = []
+    if legend is not None:
+        write(os.path.join(args.output, "legend.png"), legend)
+        written.append(os.path.join(args.output, "legend.png"))
+    for kind, source in items:
+        if kind == "image":
+            written += predict_image(segmenter, source, args.output)
+        else:
+            written += predict_stream(segmenter, source, args.output, args.max_frames)
+    fps = segmenter.frames / segmenter.seconds if segmenter.seconds else float("nan")
+    print(f"{len(written)} files written to {args.output}; {segmenter.frames} frame(s) in {segmenter.seconds:.2f} s: "
+          f"{fps:.1f} FPS")
+    return written
+
+
+if __name__ == "__main__":
+    main()
