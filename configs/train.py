@@ -60,11 +60,21 @@ def finalize(C, explicit):
     teacher = C.mode == "teacher"
     defaults = dict(arch_idx=[0], branch=[2], stem_head_width=[(1, 1)]) if teacher else \
         dict(arch_idx=[0, 1], branch=[2, 2], stem_head_width=[(1, 1), (8. / 12, 8. / 12)])
+    student_alone = dict(arch_idx=[1], branch=[2], stem_head_width=[(8. / 12, 8. / 12)])
     if not teacher and "arch_idx" in explicit and C.arch_idx is not None and list(C.arch_idx) == [1]:
         # the student alone, as the original trains whatever arch_idx lists (no teacher, no distillation)
-        defaults = dict(arch_idx=[1], branch=[2], stem_head_width=[(8. / 12, 8. / 12)])
+        defaults = student_alone
+    elif not teacher and "arch_idx" not in explicit and C.is_eval and _only_student_weights(C.eval_path):
+        # evaluating a student trained alone or shipped without its teacher (e.g. pretrained/camvid)
+        defaults = student_alone
     for key, value in defaults.items():
         if key not in explicit or C[key] is None:
             C[key] = value
     if "save" not in explicit or C.save is None:
         C.save = "%dx%d_%s_batch%d" % (C.image_height, C.image_width, C.mode, C.batch_size)
+
+
+def _only_student_weights(folder):
+    """True when ``folder`` holds weights1.pt but no weights0.pt (nothing to evaluate for the teacher)."""
+    return bool(folder) and osp.isfile(osp.join(folder, "weights1.pt")) and \
+        not osp.isfile(osp.join(folder, "weights0.pt"))

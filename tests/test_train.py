@@ -336,3 +336,12 @@ def test_resume_is_refused_while_in_use_or_with_other_settings_and_cleans_up_aft
                  "resume: nepochs changed from 2 to 3 (applied)"):
         assert line in log
     assert not [n for n in os.listdir(folder) if n in ("FAILED", "LOCK") or n.endswith(".tmp")]
+
+
+def test_eval_of_a_folder_with_only_the_students_weights_builds_the_student_alone(tmp_path):
+    """pretrained/camvid ships weights1.pt without a teacher: is_eval evaluates the student alone."""
+    (tmp_path / "weights1.pt").write_bytes(b"")
+    config = load_config("train", ["is_eval=True", f"eval_path='{tmp_path}'"])
+    assert config.arch_idx == [1] and config.stem_head_width == [(8. / 12, 8. / 12)]
+    (tmp_path / "weights0.pt").write_bytes(b"")
+    assert load_config("train", ["is_eval=True", f"eval_path='{tmp_path}'"]).arch_idx == [0, 1]
