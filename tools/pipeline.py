@@ -53,7 +53,7 @@ PROFILES = {
                         train_overrides=["nepochs=25", "niters_per_epoch=40", "lr=0.05", "lr_schedule='poly'",
                                          "warmup_iters=50", "val_interval=25"],
                         budget="about 6 minutes on 2 CPU cores"),
-    # the whole search variant on CamVid in about 2 hours on 2 CPU cores (docs/benchmarks.md "CamVid")
+    # the whole search variant on CamVid, planned for about 2 hours on 2 CPU cores (not yet run end to end)
     "camvid": DataProfile("camvid", "camvid_search_cpu", "camvid_train_cpu", "runs/camvid", "../shared/camvid",
                           train_overrides=["nepochs=15"], budget="about 2 hours on 2 CPU cores"),
 }

@@ -15,6 +15,7 @@ non-finite loss stops the run after saving the weights from before that step, an
 (model, optimizer, scaler) comes out of :meth:`Trainer.state_dict`.
 """
 import contextlib
+import math
 
 import torch
 import torch.nn as nn
@@ -67,7 +68,6 @@ def iteration_lr(base_lr, schedule, iteration, total_iters, warmup_iters=0, powe
     after the warm-up and ``T = total_iters - warmup_iters``. Not the original's: it decays x0.992 per epoch
     ('exponential', :func:`adjust_learning_rate`), made for 600,000 GPU iterations (docs/differences.md TR12).
     """
-    import math
     if iteration < warmup_iters:
         return base_lr * (iteration + 1) / warmup_iters
     progress = min(1.0, (iteration - warmup_iters) / max(1, total_iters - warmup_iters))
