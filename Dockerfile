@@ -42,6 +42,7 @@ COPY --chown=fasterseg latency ./latency
 COPY --chown=fasterseg dataset ./dataset
 COPY --chown=fasterseg benchmarks ./benchmarks
 COPY --chown=fasterseg docs ./docs
+COPY --chown=fasterseg pretrained ./pretrained
 COPY --chown=fasterseg tests ./tests
 COPY --chown=fasterseg .ci ./.ci
 COPY --chown=fasterseg run_demo.py pytest.ini README.md Dockerfile ./
