@@ -18,7 +18,7 @@ import time  # noqa: E402
 import torch  # noqa: E402
 
 from tools.data.demo import generate_demo_dataset  # noqa: E402
-from tools.data.fileio import write_text  # noqa: E402
+from tools.utils.fileio import write_text  # noqa: E402
 from tools.data.loader import get_train_loader  # noqa: E402
 from tools.data.prepare import create_label_images, create_mapping_lists  # noqa: E402
 

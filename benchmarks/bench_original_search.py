@@ -43,7 +43,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 import types  # noqa: E402
 
-from tools.data.fileio import write_json  # noqa: E402
+from tools.utils.fileio import write_json  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 REQUIRED = ("search/model_search.py", "search/architect.py", "search/operations.py", "tools/utils/init_func.py",

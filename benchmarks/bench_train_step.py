@@ -1,6 +1,6 @@
 """Seconds per training iteration of the teacher and the student (with its teacher forward and the KL term).
 
-One iteration is exactly what train/train.py runs per step (tools.engine.trainer.Trainer.train_step): forward,
+One iteration is exactly what train/train.py runs per step (tools.train.trainer.Trainer.train_step): forward,
 OHEM(pred8) + 0.2 (OHEM(pred16) + OHEM(pred32)) [+ KL to the frozen teacher], backward, SGD step. The networks
 are the published FasterSeg teacher and student (Kaiming init), on random images and labels, so data loading
 is left out (see bench_loader.py). Defaults are the original sizes: 512x1024 crops, batch 12. Precision fp32
@@ -20,19 +20,20 @@ import time  # noqa: E402
 import torch  # noqa: E402
 from easydict import EasyDict  # noqa: E402
 
-from tools.data.fileio import write_text  # noqa: E402
-from tools.distill import DistillationLoss  # noqa: E402
+from tools.utils.fileio import write_text  # noqa: E402
 from tools.engine.distributed import resolve_device  # noqa: E402
-from tools.engine.trainer import Trainer, build_criterion, build_optimizer, init_weight  # noqa: E402
+from tools.engine.recipe import build_criterion  # noqa: E402
 from tools.models.archfile import load_arch, published_arch_path  # noqa: E402
 from tools.models.derived import build_derived  # noqa: E402
+from tools.train.distill import DistillationLoss  # noqa: E402
+from tools.train.trainer import Trainer, build_optimizer  # noqa: E402
 
 STEM_HEAD = {0: (1.0, 1.0), 1: (8. / 12, 8. / 12)}
 
 
 def network(arch_idx, device):
     model = build_derived(load_arch(published_arch_path(arch_idx)), arch_idx, stem_head_width=STEM_HEAD[arch_idx])
-    return init_weight(model).to(device)
+    return model.init_weights().to(device)
 
 
 def make_trainer(name, device, amp, height, width, batch):

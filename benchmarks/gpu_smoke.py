@@ -9,7 +9,7 @@ Parts, one table row each (a part whose requirement is missing is 'skip' with th
   lookup table must be made for this GPU.
 * ``ddp``: ``torchrun --nproc_per_node=2 train/train.py`` (teacher, 1 epoch) on the demo's data and search [2 GPUs].
 * ``amp``: fp16 autocast + GradScaler training steps of the published student on one fixed batch of demo scenes
-  at 512x1024 (tools.engine.trainer.Trainer): every loss finite and the last ones below the first ones.
+  at 512x1024 (tools.train.trainer.Trainer): every loss finite and the last ones below the first ones.
 * ``latency``: the published student at 1x3x1024x2048 with the PyTorch backend: fp32, fp16, fp16 + CUDA graphs.
 * ``tensorrt``: TensorRT engine built from the ONNX export, and its latency (fp16) [tensorrt].
 * ``ort_cuda``: ONNX Runtime's CUDA provider on the same export [onnxruntime-gpu].
@@ -112,7 +112,7 @@ def part_ddp(args, state):
 def part_amp(args, state):
     """fp16 autocast + GradScaler on one fixed batch: losses finite, the last five below the first five."""
     from benchmarks.bench_train_step import make_trainer
-    from tools.engine.checkpoint import rng_state
+    from tools.utils.checkpoint import rng_state
     from tools.latency.fast import demo_batch
     device = torch.device("cuda")
     torch.manual_seed(0)
@@ -263,7 +263,7 @@ def main(argv=None):
     table = format_table(info, rows)
     print("\n" + table)
     path = args.json or default_json(info["gpu"])
-    from tools.data.fileio import write_json
+    from tools.utils.fileio import write_json
     write_json(path, {"environment": info, "workdir": args.workdir, "parts": rows, "table": table})
     print(f"\nwritten {path} (logs and runs in {args.workdir})")
     return 1 if any(r["status"] == "FAIL" for r in rows) else 0

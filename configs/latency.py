@@ -3,32 +3,40 @@
 ``mode="both"`` (default here) describes the teacher (arch 0) and the student (arch 1) in one run, as the
 project's main job does; ``mode="teacher"`` / ``"student"`` reproduce the original, which described one of
 them. The keys the original set inside its ``if C.mode`` block are filled by :func:`finalize` unless given on
-the command line.
+the command line. The keys it shares with the other stages (seed, supernet size, classes, the Cityscapes
+resolution, device, output_root) are read from configs/_common.py, not written again here.
 """
+import os.path as osp
+import sys
+
 from easydict import EasyDict
 
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _common import data_keys  # noqa: E402
+
+_shared = data_keys()   # seed, supernet size, classes, resolution: the search and train values
 C = EasyDict()
-C.seed = 12345
-C.layers = 16
+C.seed = _shared.seed
+C.layers = _shared.layers
 C.mode = "both"                # "teacher", "student" or "both"
 C.arch_idx = None              # teacher [0]; student [1]; both [0, 1]
 C.branch = None
-C.width_mult_list = [4. / 12, 6. / 12, 8. / 12, 10. / 12, 1.]
+C.width_mult_list = _shared.width_mult_list
 C.stem_head_width = None       # teacher [(1, 1)]; student [(8/12, 8/12)]; both: the two
 C.load_path = ""               # folder with arch_0.pt / arch_1.pt; empty: the published FasterSeg (shipped)
 C.teacher_path = ""            # kept from the original config (unused by the latency report)
 C.load_epoch = "last"          # "last" or an epoch number
-C.Fch = 12
-C.num_classes = 19
-C.image_height = 1024
-C.image_width = 2048
+C.Fch = _shared.Fch
+C.num_classes = _shared.num_classes
+C.image_height = _shared.eval_height   # the whole Cityscapes image
+C.image_width = _shared.eval_width
 C.save = None                  # run-folder name; default "<H>x<W>_<mode>"
-C.output_root = "runs"         # where the run folder (log, plots, JSON) is created
+C.output_root = _shared.output_root   # where the run folder (log, plots, JSON) is created
 
 C.latency_backend = "auto"     # "auto" (TensorRT if installed with CUDA, else PyTorch), "pytorch",
                                # "onnxruntime", "tensorrt"
 C.precision = "fp32"           # "fp32", "fp16" (CUDA/TensorRT), "bf16" (PyTorch)
-C.device = "auto"              # "auto" (cuda if present), "cpu", "cuda", "cuda:1"
+C.device = _shared.device      # "auto" (cuda if present), "cpu", "cuda", "cuda:1"
 C.lut_path = ""                # lookup table: project JSON or the original .npy; empty: the published 1080Ti
                                # table when the resolution is 1024x2048, else no table estimate
 C.legacy_b2 = False            # True: read the BasicResidual2x keys for conv_2x_downup as the original (B2)

@@ -1,13 +1,14 @@
 """Supernet pretraining and architecture search (the original search/config_search.py, same keys and values).
 
 ``pretrain=True`` pretrains the supernet; ``pretrain="<pretrain run folder>"`` searches from it. The keys the
-original set inside its ``if C.pretrain`` block are filled by :func:`finalize` unless given on the command line.
+original set inside its ``if C.pretrain`` block are filled by :func:`finalize` unless a layer above the stage
+gives them (a dataset fragment, a preset or the command line: tools/config.py load_config).
 """
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import data_keys, follow_dataset_path  # noqa: E402
+from _common import data_keys  # noqa: E402
 
 C = data_keys()
 C.down_sampling = 2            # first down_sampling then crop
@@ -54,7 +55,6 @@ C.resume = False               # True: continue the newest unfinished run of thi
 
 def finalize(C, explicit):
     """Fill the pretrain/search dependent defaults exactly as the original's if/else block."""
-    follow_dataset_path(C, explicit)
     pretraining = C.pretrain is True
     defaults = dict(batch_size=3, lr=2e-2, latency_weight=[0, 0], image_height=256, image_width=512,
                     nepochs=20) if pretraining else \

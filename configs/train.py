@@ -2,13 +2,14 @@
 
 ``mode="teacher"`` trains the teacher (arch 0); ``mode="student"`` trains the student (arch 1) distilled from
 the teacher in ``teacher_path``. The keys the original set inside its ``if C.mode`` block are filled by
-:func:`finalize` unless given on the command line.
+:func:`finalize` unless a layer above the stage gives them (a dataset fragment, a preset or the command line:
+tools/config.py load_config).
 """
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import data_keys, follow_dataset_path  # noqa: E402
+from _common import data_keys  # noqa: E402
 
 C = data_keys()
 C.target_size = 1024
@@ -54,7 +55,6 @@ C.plots = True                 # ops-table and path-width PNGs of the derived ne
 
 def finalize(C, explicit):
     """Fill the teacher/student dependent defaults exactly as the original's if/elif block."""
-    follow_dataset_path(C, explicit)
     if C.mode not in ("teacher", "student"):
         raise ValueError(f"mode must be 'teacher' or 'student', got {C.mode!r}.")
     teacher = C.mode == "teacher"

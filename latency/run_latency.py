@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import argparse  # noqa: E402
 
 from tools.config import add_config_arguments, config_from_args  # noqa: E402
-from tools.data.fileio import write_json  # noqa: E402
+from tools.utils.fileio import write_json  # noqa: E402
 from tools.engine.run import get_logger, new_run_dir  # noqa: E402
 from tools.latency.report import latency_report  # noqa: E402
 

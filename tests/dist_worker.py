@@ -15,10 +15,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from tests.train_helpers import StandIn, fixed_batch  # noqa: E402
-from tools.distill import DistillationLoss  # noqa: E402
 from tools.engine import distributed as dist_utils  # noqa: E402
-from tools.engine.trainer import Trainer  # noqa: E402
 from tools.losses import ProbOhemCrossEntropy2d  # noqa: E402
+from tools.train.distill import DistillationLoss  # noqa: E402
+from tools.train.trainer import Trainer  # noqa: E402
 
 GLOBAL_BATCH = 4
 STEPS = 3

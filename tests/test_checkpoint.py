@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from tools.engine.checkpoint import (CheckpointError, atomic_write, load_checkpoint, rng_state, save_checkpoint,
-                                     set_rng_state)
+from tools.utils.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from tools.utils.fileio import atomic_write
 
 
 def test_roundtrip_with_weights_only(tmp_path):
@@ -65,7 +65,7 @@ def test_cuda_rng_state_is_the_current_devices_only(tmp_path, fake_cuda):
 
 def test_no_file_is_ever_unpickled_in_full():
     """Issue 12 item 1: nothing in the project loads with full unpickling (the original's files are read by the
-    restricted unpicklers of tools/engine/legacy_files.py)."""
+    restricted unpicklers of tools/utils/legacy_files.py)."""
     import re
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     unsafe = re.compile("weights_only" + r"\s*=\s*False|allow_pickle" + r"\s*=\s*True")

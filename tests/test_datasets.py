@@ -10,7 +10,7 @@ from demo_helpers import make_small_demo, small_config
 from tools.data.datasets import (BaseDataset, CamVid, Cityscapes, CustomDataset, dataset_from_config,
                                  read_file_list, select_entries)
 from tools.data.errors import DataError, DataFileNotFoundError
-from tools.data.fileio import write_png
+from tools.utils.fileio import write_png
 from tools.data.labels import cityscapes_labels
 
 

@@ -16,7 +16,7 @@ from tools.config import load_config
 from tools.data.datasets import label_set_from_config, read_file_list, read_image
 from tools.engine.predictor import config_for_weights, load_predictor
 from tools.engine.run import write_config
-from tools.engine.train_run import build_network
+from tools.models.build import derived_from_config
 from tools.engine.weights import load_weights, save_weights
 from tools.latency.backends import tensorrt_available
 from tools.latency.deploy import DeployError, export_deployment, find_weights, read_meta, tensorrt_engine
@@ -35,7 +35,7 @@ def run_folder(tmp_path_factory):
                                         "device='cpu'", "eval_height=64", "eval_width=128", "down_sampling=1"])
     folder = root / "run"
     torch.manual_seed(0)
-    save_weights(build_network(config, 0, 1, "cpu"), str(folder), 1)
+    save_weights(derived_from_config(config, 1, "cpu"), str(folder), 1)
     write_config(str(folder), config)
     return root, str(folder)
 
@@ -78,7 +78,7 @@ def test_deployment_folder_holds_models_meta_and_predict(deployment, run_folder)
         assert 0.0 <= meta["models"][kind]["val_mIoU"] <= 1.0
     assert any("val mIoU" in line and "model_int8.onnx" in line for line in lines)
     assert meta["input"]["dynamic_batch"] and meta["input"]["dynamic_hw"]
-    network = build_network(config, 0, 1, "cpu")
+    network = derived_from_config(config, 1, "cpu")
     load_weights(network, os.path.join(run_folder[1], "weights1.pt"))
     x = torch.randn(2, 3, 96, 160, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from easydict import EasyDict
 
-from tools.distill import DistillConfigError, DistillationLoss, build_distillation, original_distillation
+from tools.train.distill import DistillConfigError, DistillationLoss, build_distillation, original_distillation
 
 
 def original(student, teacher):

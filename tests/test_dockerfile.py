@@ -3,7 +3,7 @@ kept, everything the README's commands and the tests read copied, a non-root use
 import os
 import re
 
-from conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 
 def _instructions():

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 
 def test_without_cuda_it_says_so_in_one_line_and_writes_nothing(tmp_path):

@@ -9,10 +9,10 @@ from PIL import Image
 
 from tools.config import load_config
 from tools.data.errors import DataError, DataFileNotFoundError
-from tools.data.fileio import write_json
+from tools.utils.fileio import write_json
 from tools.data.labels import load_labels_file
 from tools.data.prepare import create_label_images, create_mapping_lists
-from tools.engine.train_run import run
+from tools.train.loop import run
 
 from tests.test_prepare import LABELS_CSV, run_script
 
@@ -61,7 +61,7 @@ def masks_folder(root, splits=(("train", 2), ("val", 1))):
 
 
 def tiny_run(root, output):
-    config = load_config("train_tiny", [f"dataset='custom'", f"dataset_path='{root}'",
+    config = load_config("train_tiny", ["dataset='custom'", f"dataset_path='{root}'",
                                         f"labels_file='{os.path.join(root, 'labels.csv')}'",
                                         f"output_root='{output}'"] + TINY)
     assert config.num_classes == 3                             # from the labels file, no override

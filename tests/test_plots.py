@@ -1,7 +1,8 @@
 """tools/plots.py: the operator table rows and the path/width figure of derived networks."""
 import pytest
 
-from tools.plots import op_table_rows, plot_op, plot_path_width, save_figure
+from tools.models.archfile import load_arch, published_arch_path, record_genotype
+from tools.plots import op_table_rows, plot_op, plot_path_width, save_arch_plots, save_figure
 
 STUDENT_OPS2 = [3, 3, 4, 2, 4, 4, 4, 4, 4, 4]
 STUDENT_PATH2 = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2]
@@ -33,3 +34,10 @@ def test_inputs_are_not_modified_and_bad_lengths_are_refused():
         plot_path_width([1], [[0, 0, 1]], [[1.0]])
     with pytest.raises(ValueError, match="2 widths for 2 ops"):
         op_table_rows([1, 1], [0, 0], [1.0, 1.0])
+
+
+def test_arch_plots_of_a_genotype_are_train_py_files(tmp_path):
+    genotype = record_genotype(load_arch(published_arch_path(1)), 1, 16, [4 / 12, 6 / 12, 8 / 12, 10 / 12, 1.])
+    written = save_arch_plots(genotype, 1, str(tmp_path), F_base=12, head_width=8 / 12)
+    assert [p.split("/")[-1] for p in written] == ["ops_1_2.png", "ops_1_1.png", "path_width1.png",
+                                                    "path_width_all1.png"]

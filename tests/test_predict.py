@@ -13,14 +13,14 @@ import torch
 from tests.train_helpers import street_scene
 from tools.config import ConfigError, load_config
 from tools.data.datasets import read_image
-from tools.data.fileio import write_json, write_png
+from tools.utils.fileio import write_json, write_png
 from tools.data.labels import cityscapes_labels
 from tools.data.visualize import colorize
 from tools.engine import predictor as predictor_module
 from tools.engine.predictor import (PredictInputError, collect_inputs, config_for_weights, load_predictor,
                                     predict_inputs)
 from tools.engine.run import config_snapshot
-from tools.engine.train_run import build_network
+from tools.models.build import derived_from_config
 from tools.engine.weights import save_weights
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,7 +33,7 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("predict")
     config = load_config("train", ["device='cpu'", "eval_flip=False"])
     torch.manual_seed(0)
-    save_weights(build_network(config, 1, 1, "cpu"), str(root / "run"), 1)
+    save_weights(derived_from_config(config, 1, "cpu"), str(root / "run"), 1)
     rng = np.random.default_rng(0)
     for index in range(2):
         write_png(str(root / "folder" / f"street{index}.png"), street_scene(rng, 64, 128)[0])

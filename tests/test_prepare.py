@@ -10,7 +10,7 @@ from PIL import Image
 
 from tools.data.demo import generate_demo_dataset
 from tools.data.errors import DataError, DataFileNotFoundError
-from tools.data.fileio import write_json, write_png
+from tools.utils.fileio import write_json, write_png
 from tools.data.labels import load_labels_file
 from tools.data.prepare import (clean_up_dataset, create_label_images, create_mapping_lists, draw_label_image,
                                 split_dataset)

@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tools.ops.primitives import (OPS, OPS_Class, PRIMITIVES, BasicResidual1x, BasicResidual2x,
-                                  BasicResidual_downup_1x, BasicResidual_downup_2x, ChannelError, ConvNorm,
-                                  FactorizedReduce)
+from tools.ops.primitives import (OPERATOR_KINDS, OPERATORS, OPS, PRIMITIVES, SKIP, BasicResidual1x,
+                                  BasicResidual2x, BasicResidual_downup_1x, BasicResidual_downup_2x, ChannelError,
+                                  ConvNorm, FactorizedReduce)
 from tools.ops.slimmable import USBatchNorm2d, USConv2d, WidthError, make_divisible
 
 W = [4 / 12, 6 / 12, 8 / 12, 10 / 12, 1.]
@@ -14,12 +14,24 @@ H, WD = 16, 32
 
 
 def test_primitives_order_and_classes_are_the_originals():
-    assert PRIMITIVES == ['skip', 'conv', 'conv_downup', 'conv_2x', 'conv_2x_downup']
-    assert list(OPS) == PRIMITIVES and list(OPS_Class) == PRIMITIVES
-    assert [OPS_Class[p] for p in PRIMITIVES] == [FactorizedReduce, BasicResidual1x, BasicResidual_downup_1x,
-                                                  BasicResidual2x, BasicResidual_downup_2x]
+    assert PRIMITIVES == ['skip', 'conv', 'conv_downup', 'conv_2x', 'conv_2x_downup'] and SKIP == 0
+    assert list(OPS) == PRIMITIVES
+    assert [OPS[p].cls for p in PRIMITIVES] == [FactorizedReduce, BasicResidual1x, BasicResidual_downup_1x,
+                                                BasicResidual2x, BasicResidual_downup_2x]
     for name in PRIMITIVES:
-        assert type(OPS[name](C, C, 1, True, W)) is OPS_Class[name]
+        assert type(OPS[name](C, C, 1, True, W)) is OPS[name].cls
+
+
+def test_every_list_of_the_search_space_comes_from_the_one_table():
+    """Adding an operator is one row of OPERATORS: the supernet, arch-file shapes and latency keys follow it."""
+    from tools.latency.keys import CELL_OPS, CELL_TABLE_ORDER
+    from tools.models.archfile import expected_shapes
+    assert OPERATORS == tuple(OPS.values()) and list(OPERATOR_KINDS) == list(CELL_OPS)
+    assert CELL_OPS == ("FactorizedReduce", "BasicResidual1x", "BasicResidual_downup_1x", "BasicResidual2x",
+                        "BasicResidual_downup_2x")
+    assert CELL_TABLE_ORDER == CELL_OPS[1:] + CELL_OPS[:1]      # the original table script times skip last
+    assert expected_shapes(0, 16, 1)["alpha_0_0"] == (16, len(OPERATORS))
+    assert [op.latency_key for op in OPERATORS] == ["reduce", "residual", "residual", "residual", "residual"]
 
 
 @pytest.mark.parametrize("name", PRIMITIVES)

@@ -5,7 +5,7 @@ import shlex
 import subprocess
 import sys
 
-from conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 
 def _readme_commands():

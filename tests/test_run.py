@@ -1,5 +1,6 @@
-"""Run folders shared by training and search (tools/engine/run.py): lock, FAILED, temp clean-up, resume rule,
-config comparison, warnings about unfinished input runs."""
+"""The run lifecycle shared by training and search (tools/engine/run.py): lock, FAILED, temp clean-up, resume rule,
+config comparison, warnings about unfinished input runs, and the Run itself on a toy stage (epochs, one big
+checkpoint per epoch, resume with the same numbers, finish)."""
 import json
 import logging
 import os
@@ -7,12 +8,17 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from easydict import EasyDict
 
+from tests.helpers import REPO_ROOT
 from tests.reliability_helpers import dead_pid
-from tools.engine.run import (CONFIG_NAME, LOCK_NAME, RunFolderError, RunLock, RunLockedError, find_resume_dir,
-                              guarded_run, mark_done, new_run_dir, open_run_dir, open_stage_dir, resume_changes,
-                              unfinished_note, warn_if_unfinished)
+from tools.engine import run as run_module
+from tools.engine.recipe import build_lr_scheduler
+from tools.engine.run import (CHECKPOINT_NAME, CONFIG_NAME, EVALUATED_NAME, LOCK_NAME, Run, RunFolderError, RunLock,
+                              RunLockedError, find_resume_dir, guarded_run, mark_done, new_run_dir, open_run_dir,
+                              open_stage_dir, resume_changes, unfinished_note, warn_if_unfinished)
+from tools.utils.checkpoint import CheckpointError
 
 
 
@@ -28,8 +34,7 @@ def test_a_held_lock_refuses_a_second_holder_naming_the_process(tmp_path):
 def test_a_lock_held_by_another_live_process_is_refused(tmp_path):
     code = ("import sys, time; sys.path.insert(0, sys.argv[2]); from tools.engine.run import RunLock; "
             "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)")
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), repo], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), REPO_ROOT], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunLockedError, match=f"in use by process {holder.pid} "):
@@ -132,3 +137,80 @@ def test_unfinished_input_runs_are_named_in_a_warning(tmp_path, caplog):
     assert f"teacher_path={run} is a run that has not finished (it failed: 2026-01-01" in caplog.text
     mark_done(str(run))
     assert unfinished_note(str(run)) is None
+
+
+class ToyRun(Run):
+    """A stage of the smallest kind: a linear model, one random batch an epoch, a random 'validation' number (so
+    the random state after the evaluation matters). ``stop=(hook, epoch)`` raises KeyboardInterrupt there."""
+
+    prefix = "toy"
+
+    def __init__(self, config, stop=None):
+        super().__init__(config)
+        self.stop = stop
+        self.seed()
+        self.model = torch.nn.Linear(3, 1)
+        self.open_folder()
+
+    def setup(self):
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.config.lr, momentum=0.9)
+        self.optimizers = {"weights": self.optimizer}
+        self.schedulers = {"lr": build_lr_scheduler(self.optimizer, self.config)}
+        self.history = []
+
+    def _maybe_stop(self, hook, epoch):
+        if self.stop == (hook, epoch):
+            raise KeyboardInterrupt
+
+    def train_one_epoch(self, epoch):
+        self._maybe_stop("train", epoch)
+        loss = self.model(torch.randn(4, 3)).pow(2).mean()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.history.append({"epoch": epoch + 1, "loss": float(loss.detach()), "lr": lr})
+
+    def evaluate(self, epoch):
+        self._maybe_stop("evaluate", epoch)
+        self.history[-1]["val"] = float(torch.rand(()))
+        return True
+
+    def epoch_record(self, epoch):
+        return self.history[-1]
+
+    def result(self):
+        return self.history
+
+
+def _toy_config(root, **values):
+    return _config(root, nepochs=3, niters_per_epoch=1, lr=0.1, lr_decay=0.9, **values)
+
+
+def test_run_lifecycle_resumes_with_the_same_numbers_and_writes_one_checkpoint_per_epoch(tmp_path, monkeypatch):
+    written = []
+    original_save = run_module.save_checkpoint
+    monkeypatch.setattr(run_module, "save_checkpoint",
+                        lambda state, path: written.append(os.path.basename(path)) or original_save(state, path))
+    whole = ToyRun(_toy_config(tmp_path / "whole")).launch()
+    assert written == [CHECKPOINT_NAME, EVALUATED_NAME] * 3          # the big file once per epoch
+    folder = os.path.join(tmp_path / "whole", os.listdir(tmp_path / "whole")[0])
+    assert sorted(os.listdir(folder)) == ["DONE", CONFIG_NAME, "log.txt", "metrics.jsonl", "tb"]
+    assert [h["lr"] for h in whole] == [0.1, 0.1 * 0.9, 0.1 * 0.9 * 0.9]
+    for stop in (("train", 1), ("evaluate", 1), ("evaluate", 2)):
+        out = tmp_path / f"{stop[0]}{stop[1]}"
+        with pytest.raises(KeyboardInterrupt):
+            ToyRun(_toy_config(out), stop=stop).launch()
+        resumed = ToyRun(_toy_config(out, resume=True)).launch()
+        assert resumed == whole, stop
+    with pytest.raises(RunFolderError, match="no unfinished run named toy-x-"):    # the one rule: nothing to resume
+        ToyRun(_toy_config(tmp_path / "whole", resume=True))
+
+
+def test_a_checkpoint_of_an_unknown_layout_is_refused_in_one_sentence(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        ToyRun(_toy_config(tmp_path), stop=("train", 1)).launch()
+    folder = os.path.join(tmp_path, os.listdir(tmp_path)[0])
+    torch.save({"epoch": 1, "weights": {}}, os.path.join(folder, CHECKPOINT_NAME))
+    with pytest.raises(CheckpointError, match=r"is not a toy checkpoint this version can resume; start a new run"):
+        ToyRun(_toy_config(tmp_path, resume=True)).launch()

@@ -11,7 +11,8 @@ from PIL import Image
 from tests.demo_helpers import make_small_demo
 from tools.config import load_config
 from tools.data.visualize import legend
-from tools.engine import train_run
+from tools.engine import run as run_module
+from tools.train import loop as train_loop
 from tools.engine.run_outputs import append_metrics, read_metrics, write_validation_files
 
 
@@ -37,7 +38,7 @@ def two_epoch_run(tmp_path_factory):
                                         "flops_input=[64, 128]", "nepochs=2", "niters_per_epoch=1", "val_interval=1",
                                         "mode='student'", "arch_idx=[1]"])
     seen, writer = [], RecordingWriter()
-    original_loader = train_run.epoch_loader
+    original_loader = train_loop.epoch_loader
 
     def spying_loader(dataset, config, info, batch, epoch):
         run_dir = max((str(p) for p in (root / "runs").iterdir()), key=os.path.getmtime)
@@ -45,10 +46,10 @@ def two_epoch_run(tmp_path_factory):
         return original_loader(dataset, config, info, batch, epoch)
 
     patch = pytest.MonkeyPatch()
-    patch.setattr(train_run, "epoch_loader", spying_loader)
-    patch.setattr(train_run, "summary_writer", lambda run_dir, rank=0: writer)
+    patch.setattr(train_loop, "epoch_loader", spying_loader)
+    patch.setattr(run_module, "summary_writer", lambda run_dir, rank=0: writer)
     try:
-        summary = train_run.run(config)
+        summary = train_loop.run(config)
     finally:
         patch.undo()
     return summary, seen, writer

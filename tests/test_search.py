@@ -186,15 +186,35 @@ def test_five_heads_from_one_forward_equal_five_evaluator_passes(demo_root):
         assert miou == pytest.approx(evaluator.evaluate()["mIoU"], abs=1e-12)
 
 
+def write_old_search_checkpoint(folder):
+    """Rewrite ``folder``'s checkpoint in the search's layout before the shared one (one file, written again
+    after the validation; optimizer, scheduler, architect, loaders at the top level)."""
+    state = torch.load(os.path.join(folder, "checkpoint.pt"), weights_only=True)
+    evaluated = os.path.join(folder, "checkpoint_evaluated.pt")
+    if os.path.isfile(evaluated):
+        after = torch.load(evaluated, weights_only=True)
+        if after["epoch"] == state["epoch"]:
+            state.update(after)
+        os.remove(evaluated)
+    extra = state["extra"]
+    torch.save({"epoch": state["epoch"], "pending_validation": extra["pending_eval"], "model": state["model"],
+                "optimizer": state["optimizers"]["weights"], "scheduler": state["schedulers"]["lr"],
+                "architect": extra["architect"], "loaders": extra["loaders"], "rng": state["rng"],
+                "grad_allocated": extra["grad_allocated"], "history": state["history"], "config": {}},
+               os.path.join(folder, "checkpoint.pt"))
+
+
 def test_resume_gives_the_uninterrupted_result(demo_root, tmp_path, monkeypatch):
     """Search from scratch (pretrain=False), 2 epochs of 1 step: uninterrupted vs killed in epoch 2 (in its
-    training, or in its validation) + resume; the folder lock and FAILED marker of tools/engine/run.py."""
+    training, or in its validation; a checkpoint of the layout before the shared run) + resume; the folder lock
+    and FAILED marker of tools/engine/run.py."""
     def config(out, **kw):
         return tiny_config(demo_root, out, pretrain=False, nepochs=2, arch_plots=False, **kw)
 
     full = run(config(tmp_path / "a"), table=synthetic_table(), progress=False)
 
-    for out, method in (("b", "train_one_epoch"), ("c", "end_of_epoch")):
+    for out, method, legacy in (("b", "train_one_epoch", False), ("c", "evaluate", False),
+                                ("d", "train_one_epoch", True)):
         original = getattr(loop.SearchRun, method)
 
         def killed_in_second_epoch(self, epoch, original=original):
@@ -209,6 +229,8 @@ def test_resume_gives_the_uninterrupted_result(demo_root, tmp_path, monkeypatch)
         interrupted = os.listdir(tmp_path / out)[0]
         folder = str(tmp_path / out / interrupted)
         assert os.path.isfile(os.path.join(folder, "checkpoint.pt"))
+        if legacy:                      # as the search wrote it before the shared run lifecycle
+            write_old_search_checkpoint(folder)
         assert "KeyboardInterrupt" in open(os.path.join(folder, "FAILED")).read()
         holder = RunLock(folder).acquire()
         with pytest.raises(RunLockedError, match=f"in use by process {os.getpid()}"):
@@ -304,7 +326,7 @@ def test_latency_is_timed_on_the_search_device_not_cuda_0(fake_cuda, monkeypatch
     device = torch.device("cuda:1")
     assert loop.open_latency_table(config, device, str(tmp_path)) == "table"
     run = SimpleNamespace(config=config, device=device, table="table", writer=None, logger=None,
-                          model=SimpleNamespace(_arch_names=[{}], prun_mode="min", arch_idx=None),
+                          model=SimpleNamespace(_arch_names=[{}], select=lambda arch_idx=None, mode=None: None),
                           _evaluate=lambda: [0.5] * 5,
                           architect=SimpleNamespace(latency_weight=[0.0], latency_supernet=0.0),
                           history={"mIoU": [], "fps": [], "latency_supernet": [], "latency_weight": []})

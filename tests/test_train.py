@@ -13,17 +13,16 @@ import torch
 from PIL import Image
 
 from tests.demo_helpers import make_small_demo
+from tests.helpers import REPO_ROOT as REPO
 from tests.reliability_helpers import dead_pid
 from tools.config import ConfigError, load_config
 from tools.data.errors import DataError
-from tools.engine.checkpoint import CheckpointError
 from tools.engine.run import RunFolderError, RunLock, RunLockedError
-from tools.engine.train_run import TrainSetupError, run
-from tools.engine.trainer import NonFiniteLossError, Trainer
 from tools.engine.weights import WeightsMismatchError
 from tools.models.archfile import ArchFileError
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tools.train.loop import TrainSetupError, run
+from tools.train.trainer import NonFiniteLossError, Trainer
+from tools.utils.checkpoint import CheckpointError
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +53,30 @@ def state(path):
     return torch.load(path, weights_only=True)
 
 
+def interrupted_run(monkeypatch, iteration, run_config):
+    """``run(run_config)`` killed (KeyboardInterrupt) at training iteration ``iteration``."""
+    original_step = Trainer.train_step
+
+    def killed(self, images, target, step=0):
+        if step == iteration:
+            raise KeyboardInterrupt
+        return original_step(self, images, target, step)
+
+    monkeypatch.setattr(Trainer, "train_step", killed)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(run_config)
+    finally:
+        monkeypatch.setattr(Trainer, "train_step", original_step)
+
+
 def test_teacher_run_writes_the_original_files(teacher_run):
     folder = teacher_run["run_dir"]
     assert os.path.basename(folder).startswith("train-64x128_teacher_batch2-")
-    for name in ("weights0.pt", "checkpoint.pt", "log.txt", "DONE", "ops_0_2.png", "ops_0_1.png",
+    for name in ("weights0.pt", "log.txt", "config.json", "DONE", "ops_0_2.png", "ops_0_1.png",
                  "path_width0.png", "path_width_all0.png"):
         assert os.path.isfile(os.path.join(folder, name)), name
+    assert not any(name.startswith("checkpoint") for name in os.listdir(folder))   # finished: as the search
     assert glob.glob(os.path.join(folder, "tb", "events.out.tfevents.*"))
     log = open(os.path.join(folder, "log.txt")).read()
     assert "teacher: params = 23.524137MB, FLOPs = " in log and "teacher's valid_mIoU" in log
@@ -147,17 +164,7 @@ def test_is_test_training_writes_periodic_predictions_named_as_the_original(work
 def test_resume_after_a_kill_reproduces_the_uninterrupted_weights(workspace, monkeypatch):
     settings = ("mode='teacher'", "nepochs=2", "val_interval=5")
     whole = run(config(workspace, *settings, output="whole"))
-    original_step = Trainer.train_step
-
-    def killed(self, images, target, iteration=0):
-        if iteration == 3:                                     # epoch 2, second step
-            raise KeyboardInterrupt
-        return original_step(self, images, target, iteration)
-
-    monkeypatch.setattr(Trainer, "train_step", killed)
-    with pytest.raises(KeyboardInterrupt):
-        run(config(workspace, *settings, output="killed"))
-    monkeypatch.setattr(Trainer, "train_step", original_step)
+    interrupted_run(monkeypatch, 3, config(workspace, *settings, output="killed"))            # epoch 2, second step
     resumed = run(config(workspace, *settings, "resume=True", output="killed"))
     assert len(os.listdir(workspace / "killed")) == 1           # it continued the interrupted folder
     a, b = state(os.path.join(whole["run_dir"], "weights0.pt")), state(os.path.join(resumed["run_dir"], "weights0.pt"))
@@ -165,6 +172,41 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_weights(workspace, mon
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
     with pytest.raises(RunFolderError, match="already finished"):
         run(config(workspace, *settings, f"resume='{resumed['run_dir']}'"))
+
+
+def write_old_training_checkpoint(folder):
+    """Rewrite ``folder``'s checkpoint in training's layout before the shared one, as the previous version left
+    it (pretrained/camvid/wip): ``{epoch, trainer: {model, optimizer, scaler}, rng, history, arch_idx}``, written
+    again after the validation, without the lr schedule."""
+    state = torch.load(os.path.join(folder, "checkpoint.pt"), weights_only=True)
+    evaluated = os.path.join(folder, "checkpoint_evaluated.pt")
+    after = torch.load(evaluated, weights_only=True)
+    assert after["epoch"] == state["epoch"]
+    state.update(after)
+    os.remove(evaluated)
+    optimizer = state["optimizers"]["weights"]
+    for group in optimizer["param_groups"]:
+        group.pop("initial_lr")
+        group["lr"] = 0.123                     # the old rule left another rate here: the schedule decides
+    torch.save({"epoch": state["epoch"], "trainer": {"model": state["model"], "optimizer": optimizer,
+                                                     "scaler": state["extra"]["scaler"]},
+                "rng": state["rng"], "history": state["history"], "arch_idx": state["extra"]["arch_idx"]},
+               os.path.join(folder, "checkpoint.pt"))
+
+
+def test_a_checkpoint_of_the_layout_before_resumes_with_the_same_weights(workspace, monkeypatch):
+    """A run started by the previous version (the CamVid student: alone, poly schedule) continues exactly."""
+    settings = ("mode='student'", "arch_idx=[1]", "nepochs=2", "lr=0.1", "lr_schedule='poly'", "warmup_iters=1",
+                "val_interval=1")
+    whole = run(config(workspace, *settings, output="old_whole"))
+    interrupted_run(monkeypatch, 2, config(workspace, *settings, output="old_killed"))        # epoch 2, first step
+    folder = str(workspace / "old_killed" / os.listdir(workspace / "old_killed")[0])
+    write_old_training_checkpoint(folder)
+    resumed = run(config(workspace, *settings, "resume=True", output="old_killed"))
+    assert resumed["run_dir"] == folder
+    a, b = state(os.path.join(whole["run_dir"], "weights1.pt")), state(os.path.join(folder, "weights1.pt"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [(h["lr"], h["loss"]) for h in resumed["history"]] == [(h["lr"], h["loss"]) for h in whole["history"]]
 
 
 def test_torchrun_two_processes_train_the_teacher(workspace):
@@ -268,7 +310,7 @@ def test_a_corrupt_eval_image_is_refused_before_the_first_step(workspace, tmp_pa
 
 
 def test_a_failing_validation_keeps_the_epoch_and_the_resumed_run_validates_first(workspace, monkeypatch):
-    from tools.engine.train_eval import Evaluation
+    from tools.train.evaluation import Evaluation
     original = Evaluation.validate
 
     def crash(self, model, name, step):
@@ -279,7 +321,7 @@ def test_a_failing_validation_keeps_the_epoch_and_the_resumed_run_validates_firs
         run(config(workspace, "mode='teacher'", "niters_per_epoch=1", output="valfail"))
     folder = str(workspace / "valfail" / os.listdir(workspace / "valfail")[0])
     saved = state(os.path.join(folder, "checkpoint.pt"))
-    assert saved["epoch"] == 1 and saved["pending_eval"] is True                 # the epoch was saved first
+    assert saved["epoch"] == 1 and saved["extra"]["pending_eval"] is True        # the epoch was saved first
     assert "RuntimeError: validation crashed" in open(os.path.join(folder, "FAILED")).read()
     monkeypatch.setattr(Evaluation, "validate", original)
     steps = []
@@ -294,17 +336,7 @@ def test_resume_is_refused_while_in_use_or_with_other_settings_and_cleans_up_aft
     settings = ("mode='teacher'", "val_interval=5", "niters_per_epoch=1")
     with pytest.raises(RunFolderError, match="holds no unfinished run named train-64x128_teacher_batch2-"):
         run(config(workspace, *settings, "nepochs=2", "resume=True", output="safe"))   # nothing to resume: stop
-    original_step = Trainer.train_step
-
-    def killed(self, images, target, iteration=0):
-        if iteration == 1:                                     # the first step of epoch 2
-            raise KeyboardInterrupt
-        return original_step(self, images, target, iteration)
-
-    monkeypatch.setattr(Trainer, "train_step", killed)
-    with pytest.raises(KeyboardInterrupt):
-        run(config(workspace, *settings, "nepochs=2", output="safe"))
-    monkeypatch.setattr(Trainer, "train_step", original_step)
+    interrupted_run(monkeypatch, 1, config(workspace, *settings, "nepochs=2", output="safe"))  # epoch 2, first step
     folder = str(workspace / "safe" / os.listdir(workspace / "safe")[0])
     assert "KeyboardInterrupt" in open(os.path.join(folder, "FAILED")).read()
     assert not os.path.exists(os.path.join(folder, "LOCK"))
@@ -317,7 +349,7 @@ def test_resume_is_refused_while_in_use_or_with_other_settings_and_cleans_up_aft
     with pytest.raises(RunFolderError, match=r"cannot be resumed with other settings \(lr 0.01 -> 0.5, "
                                              r"seed 12345 -> 999\)"):
         run(config(workspace, *settings, "nepochs=2", "resume=True", "lr=0.5", "seed=999", output="safe"))
-    from tools.engine.train_eval import Evaluation                   # the unfinished run as a student's teacher
+    from tools.train.evaluation import Evaluation                    # the unfinished run as a student's teacher
     monkeypatch.setattr(Evaluation, "validate", lambda *args, **kwargs: 0.0)
     student = run(config(workspace, "mode='student'", "niters_per_epoch=1", f"teacher_path='{folder}'",
                          output="from_unfinished"))

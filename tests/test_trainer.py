@@ -1,17 +1,16 @@
-"""tools/engine/trainer.py: the original's loss, optimizer and schedule; distillation only with a teacher;
-the teacher never changes; AMP; a non-finite loss stops and saves."""
-import os
+"""tools/train/trainer.py and tools/engine/recipe.py: the original's loss, optimizer and schedule (one
+scheduler mechanism for every schedule); distillation only with a teacher; the teacher never changes; AMP; a
+non-finite loss stops and saves."""
 
 import pytest
 import torch
-import torch.nn as nn
 from easydict import EasyDict
 
 from tests.train_helpers import StandIn, fixed_batch
-from tools.distill import DistillationLoss
-from tools.engine.trainer import (NonFiniteLossError, Trainer, adjust_learning_rate, build_criterion,
-                                  build_optimizer, init_weight, segmentation_loss)
+from tools.engine.recipe import build_criterion, build_lr_scheduler, iteration_lr, seek
 from tools.losses import ProbOhemCrossEntropy2d
+from tools.train.distill import DistillationLoss
+from tools.train.trainer import NonFiniteLossError, Trainer, build_optimizer, segmentation_loss
 
 CONFIG = EasyDict(lr=0.01, momentum=0.9, weight_decay=5e-4, image_height=16, image_width=16, gt_down_sampling=1,
                   ignore_label=255)
@@ -19,14 +18,14 @@ CONFIG = EasyDict(lr=0.01, momentum=0.9, weight_decay=5e-4, image_height=16, ima
 
 def make_trainer(teacher=None, amp=False, model=None, nan_path=None):
     model = model or StandIn()
-    criterion = build_criterion(CONFIG, batch_per_process=2)
+    criterion = build_criterion(CONFIG, batch_size=2)
     distill = DistillationLoss() if teacher is not None else None
     return Trainer(model, build_optimizer(model, CONFIG), criterion, "cpu", teacher=teacher, distill=distill,
                    amp=amp, num_classes=4, show_progress=False, nan_path=nan_path)
 
 
 def test_criterion_is_the_original_ohem_with_train_py_min_kept():
-    criterion = build_criterion(EasyDict(CONFIG, image_height=512, image_width=1024), batch_per_process=12)
+    criterion = build_criterion(EasyDict(CONFIG, image_height=512, image_width=1024), batch_size=12)
     assert isinstance(criterion, ProbOhemCrossEntropy2d)
     assert (criterion.thresh, criterion.min_kept, criterion.ignore_label) == (0.7, 12 * 512 * 1024 // 16, 255)
 
@@ -47,18 +46,30 @@ def test_optimizer_is_sgd_with_the_original_settings_and_lr_decays_by_0_992():
     group = optimizer.param_groups[0]
     assert isinstance(optimizer, torch.optim.SGD)
     assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.01, 0.9, 5e-4)
+    scheduler = build_lr_scheduler(optimizer, EasyDict(CONFIG, lr_decay=0.992))
+    expected = 0.01
     for _ in range(3):
-        adjust_learning_rate(optimizer, 0.992)
+        optimizer.step()
+        scheduler.step()
+        expected = expected * 0.992                  # the original's rule, the same float
+        assert group["lr"] == expected
     assert group["lr"] == pytest.approx(0.01 * 0.992 ** 3, rel=1e-12)
 
 
-def test_init_weight_is_kaiming_fan_in_and_resets_batchnorm():
-    model = nn.Sequential(nn.Conv2d(64, 256, 3), nn.BatchNorm2d(256))
-    nn.init.constant_(model[1].weight, 5.0)
-    init_weight(model, bn_eps=1e-3, bn_momentum=0.05)
-    assert model[0].weight.std().item() == pytest.approx((2.0 / (64 * 9)) ** 0.5, rel=0.05)
-    assert torch.all(model[1].weight == 1) and torch.all(model[1].bias == 0)
-    assert (model[1].eps, model[1].momentum) == (1e-3, 0.05)
+def test_per_iteration_schedules_give_iteration_lr_and_resume_at_any_epoch():
+    config = EasyDict(CONFIG, lr=0.1, nepochs=3, niters_per_epoch=4, warmup_iters=2)
+    for schedule in ("poly", "cosine"):
+        optimizer = build_optimizer(StandIn(), config)
+        scheduler = build_lr_scheduler(optimizer, EasyDict(config, lr_schedule=schedule))
+        seen = []
+        for _ in range(12):
+            seen.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        assert seen == [iteration_lr(0.1, schedule, it, 12, warmup_iters=2) for it in range(12)]   # exactly
+        later = build_optimizer(StandIn(), config)        # an old checkpoint without a schedule, after epoch 2
+        seek(build_lr_scheduler(later, EasyDict(config, lr_schedule=schedule)), 2, 4)
+        assert later.param_groups[0]["lr"] == seen[8]
 
 
 def test_teacher_mode_has_no_distillation_term():
@@ -141,22 +152,7 @@ def test_nonfinite_loss_stops_saves_the_weights_before_the_step_and_names_the_it
     assert all(torch.equal(p, before[k]) or torch.isnan(p).any() for k, p in model.named_parameters())  # no step
 
 
-def test_state_dict_round_trip_restores_model_optimizer_and_scaler():
-    trainer = make_trainer()
-    images, target = fixed_batch()
-    trainer.train_step(images, target)
-    state = trainer.state_dict()
-    other = make_trainer()
-    other.load_state_dict(state)
-    assert all(torch.equal(a, b) for a, b in zip(trainer.model.state_dict().values(),
-                                                 other.model.state_dict().values()))
-    a, b = trainer.train_step(images, target), other.train_step(images, target)
-    assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)
-    assert os.environ.get("RANK") is None
-
-
 def test_iteration_lr_warms_up_then_decays():
-    from tools.engine.trainer import iteration_lr
     lrs = [iteration_lr(0.1, "poly", it, 10, warmup_iters=2) for it in range(10)]
     assert lrs[:3] == pytest.approx([0.05, 0.1, 0.1])
     assert all(a > b for a, b in zip(lrs[2:], lrs[3:])) and lrs[-1] == pytest.approx(0.1 * (1 / 8) ** 0.9)

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from tests.train_helpers import StandIn
-from tools.engine.checkpoint import CheckpointError
 from tools.engine.weights import WeightsMismatchError, load_weights, save_weights, weights_path
 from tools.models.archfile import load_arch, published_arch_path
 from tools.models.derived import build_derived
+from tools.utils.checkpoint import CheckpointError
 
 
 @pytest.fixture(scope="module")

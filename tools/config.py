@@ -1,10 +1,12 @@
-"""Configs as easydict modules plus ``key=value`` command-line overrides.
+"""Configs as layers of easydict modules plus ``key=value`` command-line overrides.
 
-A config module under ``configs/`` defines an ``EasyDict`` named ``C`` holding every key with its default
-(the original FasterSeg's config_search.py / config_train.py keys and values) and may define
-``finalize(C, explicit)`` that fills the keys whose defaults depend on others (the original computed them with
-``if C.pretrain`` / ``if C.mode`` blocks at import time). ``explicit`` is the set of keys the user overrode, so
-an override always wins over a derived default.
+A stage module under ``configs/`` (search.py, train.py, latency.py) defines an ``EasyDict`` named ``C`` holding
+every key with its default (the original FasterSeg's config_search.py / config_train.py / latency config.py keys
+and values) and ``finalize(C, explicit)`` that fills the keys whose defaults depend on others (the original
+computed them with ``if C.pretrain`` / ``if C.mode`` blocks at import time). A dataset fragment
+(configs/datasets/) and a preset (configs/<name>.py with ``STAGE``) are layers over it, and ``key=value`` the
+last one (:func:`load_config`); ``explicit`` is the set of keys some layer set, so a layer always wins over a
+derived default. docs/configs.md describes the order for users.
 """
 import ast
 import copy
@@ -282,6 +284,10 @@ def check_ranges(config):
                 raise ConfigError(str(error)) from None
 
 
+def _names(folder):
+    return sorted(f[:-3] for f in os.listdir(folder) if f.endswith(".py") and not f.startswith("_"))
+
+
 def resolve_config_path(path):
     """Accept a file path or a bare preset name such as ``search`` (read from configs/)."""
     if os.path.isfile(path):
@@ -289,8 +295,8 @@ def resolve_config_path(path):
     candidate = os.path.join(CONFIG_DIR, path if path.endswith(".py") else path + ".py")
     if os.path.isfile(candidate):
         return candidate
-    presets = sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith(".py") and not f.startswith("_"))
-    raise ConfigError(f"config '{path}' is neither a file nor a preset in configs/ (presets: {', '.join(presets)}).")
+    raise ConfigError(f"config '{path}' is neither a file nor a preset in configs/ "
+                      f"(presets: {', '.join(_names(CONFIG_DIR))}).")
 
 
 def _load_module(path):
@@ -302,8 +308,61 @@ def _load_module(path):
     return module
 
 
-def _set_key(config, dotted_key, value, path, raw=None):
-    node = config
+# ---- dataset fragments: configs/datasets/<name>.py ----------------------------------------------------------
+# A fragment's ``C`` holds the data keys of one dataset for every stage. Its ``dataset`` value is the layout the
+# code reads (class set, list-file names): the fragment's own name for cityscapes / camvid / custom, 'cityscapes'
+# for the demo data (Cityscapes classes and list names under data/demo).
+DATASETS_DIR = os.path.join(CONFIG_DIR, "datasets")
+# config key of each list file -> its split in tools.data.prepare.LIST_NAMES (the names the list writer uses)
+LIST_KEYS = {"train_source": "train", "train_eval_source": "train_val", "eval_source": "val", "test_source": "test"}
+
+
+def load_fragment(name):
+    """The dataset fragment ``configs/datasets/<name>.py`` (a module whose ``C`` is a dict of data keys)."""
+    names = _names(DATASETS_DIR)
+    if name not in names:
+        raise ConfigError(f"dataset must be one of {names}, got {name!r}.")
+    return _load_module(os.path.join(DATASETS_DIR, name + ".py"))
+
+
+def dataset_paths(dataset, dataset_path):
+    """The image/label roots and list files of a ``dataset`` layout under ``dataset_path``, named as
+    dataset/create_mapping_lists.py writes them."""
+    from tools.data.prepare import LIST_NAMES
+    names = LIST_NAMES[dataset]
+    paths = {"img_root_folder": dataset_path, "gt_root_folder": dataset_path}
+    paths.update({key: os.path.join(dataset_path, names[split]) for key, split in LIST_KEYS.items()})
+    return paths
+
+
+def follow_dataset(config, explicit):
+    """Make ``dataset`` and ``dataset_path`` the only keys a user sets for another dataset.
+
+    When either was set above the stage defaults, the roots and list files are re-rooted on ``dataset_path``
+    and ``num_classes`` follows the layout (a custom layout: the rows of ``labels_file``); a key given by a
+    layer (fragment, preset, command line) is left alone.
+    """
+    layout = load_fragment(config.dataset).C
+    if layout.get("dataset") != config.dataset:
+        raise ConfigError(f"dataset must be one of the layouts cityscapes, camvid, custom, got {config.dataset!r}.")
+    if not {"dataset_path", "dataset"} & set(explicit):
+        return
+    for key, value in dataset_paths(config.dataset, config.dataset_path).items():
+        if key not in explicit and key in config:
+            config[key] = value
+    if "num_classes" not in explicit and "num_classes" not in layout:
+        config.num_classes = _labels_file_classes(config.labels_file)
+
+
+def _labels_file_classes(path):
+    from tools.data.labels import load_labels_file
+    return load_labels_file(path).num_classes
+
+
+# ---- layers: stage defaults < dataset fragment < preset < key=value ----------------------------------------
+def _walk(tree, dotted_key, path):
+    """The dict holding ``dotted_key``'s last part, or a ConfigError naming the close matches."""
+    node = tree
     parts = dotted_key.split(".")
     for depth, part in enumerate(parts):
         if not isinstance(node, dict) or part not in node:
@@ -311,33 +370,88 @@ def _set_key(config, dotted_key, value, path, raw=None):
             close = difflib.get_close_matches(part, known, n=3, cutoff=0.6)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise ConfigError(f"unknown config key '{dotted_key}' for {os.path.basename(path)}.{hint}")
-        if depth == len(parts) - 1:
-            node[part] = check_value(dotted_key, value, node[part], raw)
-        else:
+        if depth < len(parts) - 1:
             node = node[part]
+    return node, parts[-1]
+
+
+def _apply(config, layer, path, defaults=None, raw=None):
+    """Set the keys of one layer; ``defaults`` (the stage's values): check each value against its key's kind
+    (the command line), else take it as written (a fragment or preset file)."""
+    for key, value in layer.items():
+        node, leaf = _walk(config, key, path)
+        if defaults is not None:
+            default_node, _ = _walk(defaults, key, path)
+            value = check_value(key, value, default_node[leaf], (raw or {}).get(key))
+        node[leaf] = copy.deepcopy(value)
+
+
+def _command_line(overrides):
+    """``(values, raw texts)`` of the overrides (a dict or a list of ``key=value``)."""
+    if overrides is None:
+        return {}, {}
+    if isinstance(overrides, dict):
+        return dict(overrides), {key: None for key in overrides}
+    raw = _split_overrides(overrides)
+    return {key: parse_value(text) for key, text in raw.items()}, raw
+
+
+def _selected_dataset(config, preset, values):
+    """The fragment to load: ``dataset`` on the command line, else in the preset (taken out of both layers, as
+    the fragment sets the key); None for a stage without data keys (latency)."""
+    if "dataset" not in config:
+        return None
+    from_preset = preset.pop("dataset", None)
+    return values.pop("dataset", from_preset)
+
+
+def _apply_fragment(config, name):
+    """Set the keys of the dataset fragment ``name`` (none when None); return them."""
+    if name is None:
+        return set()
+    fragment = load_fragment(name)
+    _apply(config, fragment.C, fragment.__file__)
+    return set(fragment.C)
+
+
+def _apply_derived(config, preset, raw, path):
+    """Set the keys the preset's ``derive(C)`` returns, except those on the command line; return them."""
+    derive = getattr(preset, "derive", None)
+    derived = {} if derive is None else {key: value for key, value in derive(config).items() if key not in raw}
+    _apply(config, derived, path)
+    return set(derived)
 
 
 def load_config(path, overrides=None):
-    """Load a config module, apply overrides (dict or list of ``key=value``), then its ``finalize``.
+    """Load a config by layers, each beating the ones before it, then fill the derived keys.
 
-    Every override is checked against the kind of its key's default (:func:`check_value`), and the finished
-    config against :data:`RANGES` (:func:`check_ranges`), so a bad value stops the script before any work.
+    A stage module (configs/search.py, train.py, latency.py, or a file of the same kind) holds every key with
+    its default and ``finalize(C, explicit)``; a preset names its stage (``STAGE``) and holds only its keys in
+    ``C``, plus an optional ``derive(C)`` returning keys that depend on others (e.g. on ``pretrain``). The layers:
+    stage defaults < the dataset fragment selected by ``dataset`` (command line, else preset) < the preset <
+    its ``derive`` < ``key=value`` overrides. ``explicit`` holds every key set above the stage defaults, so the
+    stage's ``finalize`` fills a derived key only where no layer gave it. Every override is checked against the
+    kind of its key (:func:`check_value`), and the finished config against :data:`RANGES` (:func:`check_ranges`),
+    so a bad value stops the script before any work.
     """
     path = resolve_config_path(path)
     module = _load_module(path)
-    config = EasyDict(copy.deepcopy(dict(module.C)))
-    if overrides is None:
-        raw = {}
-    elif isinstance(overrides, dict):
-        raw = {key: None for key in overrides}
-    else:
-        raw = _split_overrides(overrides)
-        overrides = {key: parse_value(text) for key, text in raw.items()}
-    for key, value in (overrides or {}).items():
-        _set_key(config, key, value, path, raw.get(key))
-    finalize = getattr(module, "finalize", None)
+    stage = _load_module(resolve_config_path(module.STAGE)) if hasattr(module, "STAGE") else module
+    preset = dict(module.C) if stage is not module else {}
+    values, raw = _command_line(overrides)
+    config = EasyDict(copy.deepcopy(dict(stage.C)))
+    defaults = copy.deepcopy(config)
+    explicit = set(raw) | set(preset)
+    explicit |= _apply_fragment(config, _selected_dataset(config, preset, values))
+    _apply(config, preset, path)
+    _apply(config, values, path, defaults, raw)
+    if stage is not module:
+        explicit |= _apply_derived(config, module, raw, path)
+    if "dataset" in config:
+        follow_dataset(config, explicit)
+    finalize = getattr(stage, "finalize", None)
     if finalize is not None:
-        finalize(config, set(raw))
+        finalize(config, explicit)
     check_ranges(config)
     config.config_path = os.path.abspath(path)
     return config

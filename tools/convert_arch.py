@@ -4,7 +4,7 @@ Usage:
     python tools/convert_arch.py SRC.pt DST.pt          # one file
     python tools/convert_arch.py SRC_DIR DST_DIR        # every arch_*.pt in SRC_DIR
 
-The legacy files are read with a restricted unpickler (tools/engine/legacy_files.py): a file that would run
+The legacy files are read with a restricted unpickler (tools/utils/legacy_files.py): a file that would run
 code when unpickled is refused with one sentence and nothing from it runs.
 """
 import os

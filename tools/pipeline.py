@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from tools.config import load_config
-from tools.engine.checkpoint import atomic_write
+from tools.utils.fileio import atomic_write
 from tools.data.prepare import link_camvid
 from tools.engine.run import is_done, latest_run
 

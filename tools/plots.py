@@ -4,6 +4,8 @@ Replaces ``plot_op`` and ``plot_path_width`` of the original tools/utils/darts_u
 "Stage / Operator / Scale / #Channel_out" table per branch, and the scale of every layer per branch with the
 widths annotated). Unlike the original, the caller's path lists are not extended in place.
 """
+import os
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -11,7 +13,7 @@ from matplotlib import pyplot as plt  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from tools.data.fileio import atomic_write  # noqa: E402
+from tools.utils.fileio import atomic_write  # noqa: E402
 from tools.ops.primitives import PRIMITIVES  # noqa: E402
 
 SCALE_NAMES = {0: "1/8", 1: "1/16", 2: "1/32"}
@@ -83,6 +85,21 @@ def plot_path_width(lasts, paths, widths):
     fig.tight_layout()
     ax.legend(prop={"size": 14}, loc=3)
     return fig
+
+
+def save_arch_plots(genotype, arch_idx, folder, F_base=12, head_width=None, with_widths=True):
+    """train.py's figures of one derived network (a Genotype with lasts): ``ops_{arch_idx}_{last}.png`` per chosen
+    branch (with the widths when ``with_widths``), ``path_width{arch_idx}.png`` (the chosen branches) and
+    ``path_width_all{arch_idx}.png`` (all three); returns the paths written."""
+    written = []
+    for last in genotype.lasts:
+        fig = plot_op(genotype.ops[last], genotype.paths[last], width=genotype.widths[last] if with_widths else (),
+                      head_width=head_width, F_base=F_base)
+        written.append(save_figure(fig, os.path.join(folder, f"ops_{arch_idx}_{last}.png")))
+    for name, lasts in ((f"path_width{arch_idx}.png", genotype.lasts), (f"path_width_all{arch_idx}.png", (2, 1, 0))):
+        fig = plot_path_width(list(lasts), [genotype.paths[k] for k in lasts], [genotype.widths[k] for k in lasts])
+        written.append(save_figure(fig, os.path.join(folder, name)))
+    return written
 
 
 def plot_confusion(hist, names, title=""):

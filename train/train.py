@@ -5,7 +5,7 @@
     python train/train.py is_eval=True eval_path=runs/train-512x1024_student_batch12-...
     torchrun --nproc_per_node=4 train/train.py mode='teacher' ...            # DDP, batch_size stays the global batch
 
-The original's train/train.py; the work is done by tools.engine.train_run.
+The original's train/train.py; the work is done by tools.train.loop.
 """
 import os
 import sys
@@ -16,7 +16,7 @@ import argparse  # noqa: E402
 
 from tools.config import add_config_arguments, config_from_args  # noqa: E402
 from tools.engine.distributed import configure_cudnn  # noqa: E402
-from tools.engine.train_run import run  # noqa: E402
+from tools.train.loop import run  # noqa: E402
 
 
 def main(argv=None):

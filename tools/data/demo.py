@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from tools.data.fileio import write_json, write_png
+from tools.utils.fileio import write_json, write_png
 
 DEMO_CITIES = {"train": ("aachen", "bochum"), "val": ("frankfurt",), "test": ("berlin",)}
 DEFAULT_COUNTS = {"train": 24, "val": 8, "test": 8}

@@ -38,7 +38,7 @@ def get_train_loader(config, portion=None, worker=None, test=False, index_select
                      distributed=None):
     """The original entry point: returns ``(loader, sampler)``; the sampler is None unless distributed.
 
-    ``config.batch_size`` is the global batch, as in tools/engine/train_eval.py: with N processes each loads
+    ``config.batch_size`` is the global batch, as in tools/train/evaluation.py: with N processes each loads
     ``batch_size / N`` images per step from its DistributedSampler share.
     """
     seed = config.get("seed", 0) if seed is None else seed

@@ -33,7 +33,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from tools.data.errors import DataError, DataFileNotFoundError
-from tools.data.fileio import atomic_write, copy_file, write_text
+from tools.utils.fileio import atomic_write, copy_file, write_text
 from tools.data.labels import IGNORE_INDEX, cityscapes_labels
 
 SPLITS = ("train", "val", "test")

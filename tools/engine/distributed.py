@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from tools.utils import device as device_utils
+
 
 class DistributedConfigError(ValueError):
     """A multi-process setting that cannot work; the message says what to change."""
@@ -33,16 +35,9 @@ class DistInfo:
 
 
 def resolve_device(device="auto", local_rank=0):
-    """'auto' -> cuda:<local_rank> when CUDA is present, else cpu; 'cuda' -> cuda:<local_rank>; else as given."""
-    device = str(device)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        device = f"cuda:{local_rank}"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DistributedConfigError(f"device={device!r} was asked for but this torch build sees no CUDA GPU; "
-                                     f"use device='cpu' or 'auto'.")
-    return torch.device(device)
+    """This process's device (:func:`tools.utils.device.resolve_device` with torchrun's local rank: a bare 'cuda'
+    is cuda:<local_rank>); a missing GPU is a :class:`DistributedConfigError`."""
+    return device_utils.resolve_device(device, local_rank, error=DistributedConfigError)
 
 
 def configure_cudnn(device="auto", deterministic=False):

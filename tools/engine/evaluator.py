@@ -29,7 +29,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from tools.data.fileio import write_png
+from tools.utils.fileio import write_png
 from tools.data.transforms import SIZE_DIVISOR, check_crop_size, get_2dshape, normalize, pad_image_to_shape
 from tools.data.visualize import show_img
 from tools.engine.metrics import all_reduce_hist, compute_score, confusion_matrix, format_iou_table

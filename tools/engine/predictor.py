@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from tools.data.datasets import label_set_from_config, read_image
 from tools.data.errors import DataError, DataFileNotFoundError
-from tools.data.fileio import write_png
+from tools.utils.fileio import write_png
 from tools.data.visualize import colorize, legend, overlay
 from tools.engine.evaluator import Evaluator
 
@@ -199,15 +199,15 @@ def load_predictor(config, weights, arch_idx=None, tta=False):
     """The network of ``weights`` (a file or a run folder) built from the config's arch file, in eval mode;
     ``tta``: predict as the evaluation does (eval_* keys) instead of one forward pass of the whole image."""
     from tools.engine.distributed import resolve_device
-    from tools.engine.train_run import build_network
     from tools.engine.weights import load_weights
+    from tools.models.build import derived_from_config
     path = resolve_weights(weights)
     arch_idx = weights_arch_idx(path) if arch_idx is None else int(arch_idx)
     if arch_idx not in config.arch_idx:
         raise PredictInputError(f"arch_idx {arch_idx} is not in the config's arch_idx {config.arch_idx}; use "
                                 f"mode='student' (it knows the teacher 0 and the student 1).")
     device = resolve_device(config.device)
-    model = build_network(config, list(config.arch_idx).index(arch_idx), arch_idx, device)
+    model = derived_from_config(config, arch_idx, device)
     load_weights(model, path)
     model.eval()
     return Predictor(config, model, device, tta=tta), path

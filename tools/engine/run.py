@@ -1,5 +1,6 @@
-"""Run folders, log.txt and TensorBoard, as the original's ``create_exp_dir`` + logging set-up, and the rules
-that make resuming safe, shared by training (tools/engine/train_run.py) and search (tools/search/loop.py).
+"""The run lifecycle every stage shares (:class:`Run`), and the run-folder rules it rests on: the original's
+``create_exp_dir`` + logging set-up, grown into detectron2's trainer-with-hooks shape with torchvision references'
+checkpoint dict. The search (tools/search/loop.py) and the training (tools/train/loop.py) are two small subclasses.
 
 The original named folders ``search-<save>-%Y%m%d-%H%M%S`` / ``train-<save>-...`` / ``eval-...`` and logged
 to stdout and ``log.txt``. Here :func:`new_run_dir` keeps those names (creating the folder exclusively, so two
@@ -9,12 +10,16 @@ runs started in the same second get two folders), and a run folder carries its s
   folder stops with one sentence naming the holder; a lock left by a killed process is taken over;
 * ``DONE`` once finished (never written to again), ``FAILED`` (time and error line) when a run stopped on an
   error, so a folder without ``DONE`` is never mistaken for a finished run;
-* ``config.json``: the settings the run was started with; resuming compares them (:func:`resume_changes`):
-  keys in :data:`RESUME_MUTABLE` may change and are logged, any other difference is refused with the list.
+* ``config.json``: the resolved settings of every stage; resuming compares them (:func:`resume_changes`):
+  keys in :data:`RESUME_MUTABLE` may change and are logged, any other difference is refused with the list;
+* ``checkpoint.pt`` while unfinished: ``{epoch, model, optimizers, schedulers, rng, history, extra}`` for every
+  stage, written once per epoch after its training, and ``checkpoint_evaluated.pt`` (the same without model and
+  optimizers) after its evaluation; :meth:`Run.finish` writes ``DONE`` and removes both.
 
-One resume rule for both stages (:func:`find_resume_dir`): ``resume=True`` continues the newest unfinished
-``<prefix>-<save>-*`` folder holding a checkpoint and refuses when there is none; ``resume=<folder>`` continues
-that folder. Temporary files left by a write that was killed are removed when a folder is opened.
+One resume rule for every stage (:func:`find_resume_dir`, docs/configs.md "Resume"): ``resume=True`` continues
+the newest unfinished ``<prefix>-<save>-*`` folder holding a checkpoint and refuses when there is none;
+``resume=<folder>`` continues that folder. Temporary files left by a write that was killed are removed when a
+folder is opened.
 """
 import errno
 import json
@@ -25,7 +30,12 @@ import sys
 import time
 from contextlib import contextmanager
 
-from tools.data.fileio import DISK_ERRORS, WriteError, remove_temp_files, write_json, write_text
+from tools.engine import distributed as dist_utils
+from tools.engine.recipe import per_iteration, seek
+from tools.engine.run_outputs import append_metrics
+from tools.utils.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from tools.utils.fileio import DISK_ERRORS, WriteError, remove_temp_files, write_json, write_text
+from tools.utils.seed import seed_everything
 
 try:
     import fcntl
@@ -36,6 +46,9 @@ DONE_NAME = "DONE"
 FAILED_NAME = "FAILED"
 LOCK_NAME = "LOCK"
 CONFIG_NAME = "config.json"
+CHECKPOINT_NAME = "checkpoint.pt"
+EVALUATED_NAME = "checkpoint_evaluated.pt"
+CHECKPOINT_KEYS = ("epoch", "model", "optimizers", "schedulers", "rng", "history", "extra")
 # Keys a resumed run may change (applied and logged); a change of any other key is refused.
 RESUME_MUTABLE = ("resume", "nepochs", "num_workers", "device", "output_root", "config_path", "val_interval",
                   "test_interval", "test_start_epoch", "plots", "arch_plots")
@@ -254,9 +267,7 @@ def find_resume_dir(config, prefix, checkpoint_name):
                                  f"run (or resume=True for the newest one).")
         return folder
     root, name = config.output_root, f"{prefix}-{config.save}-"
-    names = sorted(n for n in os.listdir(root) if n.startswith(name)) if os.path.isdir(root) else []
-    for candidate in reversed(names):
-        folder = os.path.join(root, candidate)
+    for folder in reversed(run_folders(root, name)):
         if not is_done(folder) and os.path.isfile(os.path.join(folder, checkpoint_name)):
             return folder
     raise RunFolderError(f"resume=True but {root} holds no unfinished run named {name}* with a {checkpoint_name}; "
@@ -353,13 +364,18 @@ def warn_if_unfinished(logger, key, folder):
     return note
 
 
-def latest_run(root, prefix):
-    """The newest folder under ``root`` whose name starts with ``prefix`` (for resume), or None."""
+def run_folders(root, prefix):
+    """The folders under ``root`` whose names start with ``prefix``, oldest first (names end in the start time)."""
     if not os.path.isdir(root):
-        return None
-    names = sorted(name for name in os.listdir(root)
-                   if name.startswith(prefix) and os.path.isdir(os.path.join(root, name)))
-    return os.path.join(root, names[-1]) if names else None
+        return []
+    return [os.path.join(root, name) for name in sorted(os.listdir(root))
+            if name.startswith(prefix) and os.path.isdir(os.path.join(root, name))]
+
+
+def latest_run(root, prefix):
+    """The newest folder under ``root`` whose name starts with ``prefix`` (the pipeline's stage output), or None."""
+    folders = run_folders(root, prefix)
+    return folders[-1] if folders else None
 
 
 def get_logger(run_dir, name="fasterseg", rank=0):
@@ -390,3 +406,174 @@ def summary_writer(run_dir, rank=0):
 class _NullWriter:
     def __getattr__(self, _name):
         return lambda *args, **kwargs: None
+
+
+# ---- the lifecycle ------------------------------------------------------------------------------------------
+class Run:
+    """One invocation of a stage in its run folder, shared by the search and the training.
+
+    The stage's constructor checks its inputs (so bad input makes no folder) and calls :meth:`open_folder`;
+    :meth:`launch` then runs inside the folder's failure guard (``FAILED``, lock released): the logger and
+    TensorBoard writer, the stage's ``setup()``, and :meth:`execute`: resume (:meth:`restore`) or ``begin()``,
+    the epochs (``train_one_epoch``; the per-epoch schedulers stepped; ``checkpoint.pt``; :meth:`end_epoch`) and
+    :meth:`finish`.
+
+    A stage sets ``prefix`` and registers what its checkpoint holds: ``self.model``, ``self.optimizers`` and
+    ``self.schedulers`` (name -> object with ``state_dict``) and ``self.history``; its hooks are ``setup``,
+    ``begin``, ``train_one_epoch(epoch)``, ``evaluate(epoch)`` (True when it changed what the checkpoint holds),
+    ``epoch_record(epoch)`` (the metrics.jsonl line), ``result()``, ``extra_state()`` / ``load_extra(extra)``
+    and ``upgrade_checkpoint(state)`` (its checkpoints of older layouts, or None to refuse them).
+    """
+
+    prefix = "run"
+
+    def __init__(self, config):
+        self.config = config
+        self.rank = dist_utils.get_rank()
+        self.is_main = self.rank == 0
+        self.resume = bool(config.resume)
+        self.run_dir, self.lock, self.notes = None, None, []
+        self.model, self.optimizers, self.schedulers, self.history = None, {}, {}, None
+        self.start_epoch, self.pending_eval = 0, False
+
+    def seed(self):
+        """Every random generator from ``config.seed`` (the original's start of ``main()``)."""
+        seed_everything(self.config.seed)
+
+    # ---- folder and logging -------------------------------------------------------------------------------
+    def open_folder(self):
+        """The locked run folder (:func:`open_stage_dir`: new, or the one ``resume`` names, ``config.json``),
+        chosen on the main process and shared with every process; a refusal stops every process."""
+        folder, error = None, None
+        if self.is_main:
+            try:
+                folder, self.lock, self.notes = open_stage_dir(self.config, self.prefix, CHECKPOINT_NAME,
+                                                               self.resume)
+            except RunFolderError as exc:
+                error = exc
+        folder, error = dist_utils.broadcast_object((folder, error))
+        if error is not None:
+            raise error
+        self.run_dir = folder
+
+    def launch(self):
+        """Set up and execute inside the folder's failure guard; returns :meth:`execute`'s result."""
+        with guarded_run(self.run_dir if self.is_main else None, self.lock):
+            self.logger = get_logger(self.run_dir, rank=self.rank)
+            self.writer = summary_writer(self.run_dir, rank=self.rank)
+            for note in self.notes:
+                self.logger.info("%s", note)
+            self.setup()
+            return self.execute()
+
+    # ---- epochs -------------------------------------------------------------------------------------------
+    def execute(self):
+        """Resume or begin, the remaining epochs, :meth:`finish`; returns ``result()``."""
+        if self.resume:
+            self.restore()
+        else:
+            self.begin()
+        if self.pending_eval:       # the run stopped in the evaluation of its last epoch: finish that first
+            self.end_epoch(self.start_epoch - 1)
+        for epoch in self.epochs():
+            self.train_one_epoch(epoch)
+            for scheduler in self.schedulers.values():
+                if not per_iteration(scheduler):
+                    scheduler.step()
+            self.save_checkpoint(epoch + 1)         # before the evaluation: a failing one never costs the epoch
+            self.end_epoch(epoch)
+        result = self.result()
+        self.finish()
+        return result
+
+    def epochs(self):
+        return range(self.start_epoch, self.config.nepochs)
+
+    def end_epoch(self, epoch):
+        """The evaluation due after ``epoch``, its metrics.jsonl record, then what it changed (a small file)."""
+        evaluated = self.evaluate(epoch)
+        if self.is_main:
+            append_metrics(self.run_dir, self.epoch_record(epoch))
+        if evaluated:
+            self.save_checkpoint(epoch + 1, evaluated=True)
+
+    def finish(self):
+        """``DONE`` (the folder is never written to again) and no checkpoint left: a finished run is not resumed."""
+        if self.is_main:
+            self.writer.close()
+            mark_done(self.run_dir)
+            for name in (CHECKPOINT_NAME, EVALUATED_NAME):
+                _remove(os.path.join(self.run_dir, name))
+            self.logger.info("finished: %s", self.run_dir)
+        dist_utils.barrier()
+
+    # ---- checkpoint ---------------------------------------------------------------------------------------
+    def checkpoint_state(self, epoch, evaluated=False):
+        """``{epoch, model, optimizers, schedulers, rng, history, extra}``; ``evaluated``: written after the
+        epoch's evaluation, which changes neither the weights nor the optimizers, so those two are left out."""
+        state = {"epoch": int(epoch)}
+        if not evaluated:
+            state["model"] = {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
+            state["optimizers"] = {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()}
+        state.update(schedulers={name: scheduler.state_dict() for name, scheduler in self.schedulers.items()},
+                     rng=rng_state(), history=self.history,
+                     extra=dict(self.extra_state(), pending_eval=not evaluated))
+        return state
+
+    def save_checkpoint(self, epoch, evaluated=False):
+        """``checkpoint.pt`` (everything, once per epoch) or ``checkpoint_evaluated.pt``, atomically, on the main
+        process; ``extra['pending_eval']`` tells a resumed run whether the epoch's evaluation still has to run."""
+        if self.is_main:
+            name = EVALUATED_NAME if evaluated else CHECKPOINT_NAME
+            save_checkpoint(self.checkpoint_state(epoch, evaluated), os.path.join(self.run_dir, name))
+        dist_utils.barrier()
+
+    def read_checkpoint(self):
+        """``checkpoint.pt`` in the current layout (an older layout upgraded by the stage, or refused in one
+        sentence), with ``checkpoint_evaluated.pt`` of the same epoch laid over it."""
+        path = os.path.join(self.run_dir, CHECKPOINT_NAME)
+        state = load_checkpoint(path, map_location="cpu")
+        if isinstance(state, dict) and not all(key in state for key in CHECKPOINT_KEYS):
+            state = self.upgrade_checkpoint(state)
+        if not isinstance(state, dict):
+            raise CheckpointError(f"checkpoint {path} is not a {self.prefix} checkpoint this version can resume; "
+                                  f"start a new run with resume=False.")
+        evaluated_path = os.path.join(self.run_dir, EVALUATED_NAME)
+        if os.path.isfile(evaluated_path):
+            evaluated = load_checkpoint(evaluated_path, map_location="cpu")
+            if evaluated.get("epoch") == state["epoch"]:
+                state.update(evaluated)
+        return state
+
+    def restore(self):
+        """Everything :meth:`checkpoint_state` saved, back in place; the stage's extra first (it may refuse)."""
+        state = self.read_checkpoint()
+        self.load_extra(state["extra"])
+        self.model.load_state_dict(state["model"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        for name, scheduler in self.schedulers.items():
+            if name in state["schedulers"]:
+                scheduler.load_state_dict(state["schedulers"][name])
+            else:                   # a checkpoint of an older layout: the schedule follows the epoch count
+                seek(scheduler, state["epoch"], self.config.niters_per_epoch)
+        set_rng_state(state["rng"])
+        self.history = state["history"]
+        self.start_epoch = int(state["epoch"])
+        self.pending_eval = bool(state["extra"].get("pending_eval", False))
+        self.logger.info("resumed %s after epoch %d%s", self.run_dir, self.start_epoch,
+                         " (its evaluation first)" if self.pending_eval else "")
+
+    # ---- hooks a stage may keep as they are ---------------------------------------------------------------
+    def begin(self):
+        """A run that does not resume starts here (log lines, first TensorBoard scalars)."""
+
+    def extra_state(self):
+        return {}
+
+    def load_extra(self, extra):
+        """Restore what :meth:`extra_state` saved."""
+
+    def upgrade_checkpoint(self, state):
+        """``state`` of an older checkpoint layout in the current one, or None when it is not this stage's."""
+        return None

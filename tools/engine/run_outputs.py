@@ -6,7 +6,7 @@
   records of the epochs it runs again.
 * ``val_<network>_iou.csv`` and (with ``plots``) ``val_<network>_confusion.png``: the per-class IoU table and the
   row-normalised confusion matrix of the newest validation; the first val images with their predictions go to
-  TensorBoard (tools/engine/train_eval.py).
+  TensorBoard (tools/train/evaluation.py).
 * ``weights{idx}_best.pt`` beside the original's ``weights{idx}.pt``: the weights of the epoch with the best val
   mIoU so far (the original kept only the last).
 """
@@ -14,7 +14,7 @@ import json
 import math
 import os
 
-from tools.data.fileio import copy_file, write_text
+from tools.utils.fileio import copy_file, write_text
 
 METRICS_NAME = "metrics.jsonl"
 

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from tools.data.fileio import write_png
+from tools.utils.fileio import write_png
 from tools.data.labels import cityscapes_labels
 from tools.data.visualize import overlay
 from tools.engine.evaluator import Evaluator, _rank_and_world

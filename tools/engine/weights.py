@@ -16,7 +16,7 @@ import os
 
 import torch
 
-from tools.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tools.utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 THOP_KEYS = ("total_ops", "total_params")
 AUX_PREFIXES = ("heads16.", "heads32.")

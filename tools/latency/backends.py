@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from tools.utils import device as device_utils
+from tools.utils.fileio import atomic_path
+
 BACKENDS = ("auto", "pytorch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -57,14 +60,9 @@ class Timing:
 
 
 def resolve_device(device="cpu"):
-    """'auto' -> cuda when available else cpu; anything else is parsed by torch.device."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailableError(f"device '{device}' was asked for but this torch build sees no CUDA GPU; "
-                                      "use device='cpu' or install a CUDA build of torch.")
-    return device
+    """The device to time on (:func:`tools.utils.device.resolve_device`: a bare 'cuda' stays torch's current
+    device); a missing GPU is a :class:`BackendUnavailableError`."""
+    return device_utils.resolve_device(device, error=BackendUnavailableError)
 
 
 def device_name(device="cpu"):
@@ -327,18 +325,16 @@ def export_onnx(model, path, input_size, opset=17, check=True, atol=1e-3, rtol=1
     """
     model = copy.deepcopy(model).eval().cpu()
     x = make_input(input_size)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with _quiet(), torch.no_grad():
-            torch.onnx.export(model, (x,), tmp, input_names=["input"], output_names=["output"],
-                              opset_version=opset, dynamo=False, do_constant_folding=True)
-    except Exception as error:  # the exporter raises many types; all become one sentence
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise OnnxExportError(f"ONNX export of {type(model).__name__} failed at operator "
-                              f"{_failing_operator(str(error))} (opset {opset}): {str(error).splitlines()[0]}; "
-                              "try another opset or replace that operator.") from error
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        try:
+            with _quiet(), torch.no_grad():
+                torch.onnx.export(model, (x,), tmp, input_names=["input"], output_names=["output"],
+                                  opset_version=opset, dynamo=False, do_constant_folding=True)
+        except Exception as error:  # the exporter raises many types; all become one sentence
+            raise OnnxExportError(f"ONNX export of {type(model).__name__} failed at operator "
+                                  f"{_failing_operator(str(error))} (opset {opset}): "
+                                  f"{str(error).splitlines()[0]}; try another opset or replace that operator."
+                                  ) from error
     if check:
         check_onnx_output(model, path, x, atol=atol, rtol=rtol)
     return path

@@ -25,13 +25,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tools.data.datasets import dataset_from_config, label_set_from_config, read_file_list, read_image
-from tools.data.fileio import atomic_write, copy_file, write_json, write_png
+from tools.utils.fileio import atomic_write, copy_file, write_json, write_png
 from tools.data.transforms import SIZE_DIVISOR, normalize
 from tools.data.visualize import legend
 from tools.engine.evaluator import Evaluator
 from tools.engine.predictor import config_for_weights, resolve_weights, weights_arch_idx
 from tools.engine.weights import load_weights
 from tools.latency.backends import check_onnx_output, ort_session, tensorrt_available
+from tools.models.build import arch_name, derived_from_config
 
 META_NAME = "meta.json"
 FP32_NAME = "model.onnx"
@@ -179,7 +180,7 @@ def deployment_meta(config, label_set, arch_idx, weights, size, dynamic, argmax,
         "output": {"name": "output", "kind": "class_ids_uint8" if argmax else "logits",
                    "shape": ["N", "H", "W"] if argmax else ["N", int(label_set.num_classes), "H", "W"]},
         "models": models,
-        "arch": {"arch_idx": int(arch_idx), "network": "teacher" if arch_idx == 0 else "student",
+        "arch": {"arch_idx": int(arch_idx), "network": arch_name(arch_idx),
                  "load_path": config.get("load_path") or "published FasterSeg", "layers": int(config.layers),
                  "Fch": int(config.Fch), "width_mult_list": list(config.width_mult_list),
                  "stem_head_width": [list(p) for p in config.stem_head_width]},
@@ -204,10 +205,9 @@ def export_deployment(weights, out_dir, preset=None, overrides=(), arch_idx=None
     path, arch_idx = find_weights(weights, arch_idx, random_weights)
     config = config_for_weights(path or "", preset, overrides) if path else \
         config_for_weights("", preset or "train", ["mode='student'"] * (arch_idx == 1) + list(overrides))
-    from tools.engine.train_run import build_network
     if arch_idx not in config.arch_idx:
         raise DeployError(f"arch_idx {arch_idx} is not among the config's networks {list(config.arch_idx)}.")
-    model = build_network(config, list(config.arch_idx).index(arch_idx), arch_idx, "cpu")
+    model = derived_from_config(config, arch_idx, "cpu")
     if path:
         load_weights(model, path)
     model.eval()

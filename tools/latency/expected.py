@@ -139,10 +139,10 @@ def mixed_op_latency(mixed, size, weights, ratios, table, legacy_b2=False):
 
 
 def supernet_weights(net, alpha=True, beta=True, ratio=True):
-    """(alphas, betas, ratios) as the original forward_latency builds them for the current ``arch_idx``.
+    """(alphas, betas, ratios) as the original forward_latency builds them for the selected architecture.
 
-    alpha/beta False: uniform operator / path weights; ratio False: 'max' widths; ratio True: the widths of
-    ``net.prun_mode`` (or the architecture's own prun mode; 'arch_ratio' samples a hard gumbel-softmax).
+    alpha/beta False: uniform operator / path weights; ratio False: 'max' widths; ratio True: the widths of the
+    selected mode (``net.sampling``; None: the architecture's own, 'arch_ratio' samples a hard gumbel-softmax).
     """
     names = net._arch_names[net.arch_idx]
     params = {key: [getattr(net, name) for name in names[key]] for key in ("alphas", "betas")}
@@ -154,11 +154,7 @@ def supernet_weights(net, alpha=True, beta=True, ratio=True):
         betas = [None] + [F.softmax(p, dim=-1) for p in params["betas"]]
     else:
         betas = [None] + [torch.ones_like(p) * (1. / 2) for p in params["betas"]]
-    if ratio:
-        mode = net.prun_mode if net.prun_mode is not None else net._prun_modes[net.arch_idx]
-        ratios = net.sample_prun_ratio(mode=mode)
-    else:
-        ratios = net.sample_prun_ratio(mode="max")
+    ratios = net.current_ratios() if ratio else net.sample_prun_ratio(mode="max")
     return alphas, betas, ratios
 
 
@@ -204,19 +200,12 @@ def supernet_latency(net, size, table, alpha=True, beta=True, ratio=True, arch_i
     ``per_scale`` returns the three expected latencies of reaching 1/8, 1/16, 1/32 instead of their sum.
     """
     legacy_b2 = legacy if legacy_b2 is None else legacy_b2
-    saved = net.arch_idx
-    if arch_idx is not None:
-        net.arch_idx = arch_idx
-    try:
+    with net.sampling(arch_idx=arch_idx):
         alphas, betas, ratios = weights if weights is not None else supernet_weights(net, alpha, beta, ratio)
         ratios = _resolve_all(ratios, net._width_mult_list)
         stem_latency, size = _stem(net, tuple(size), table, legacy_b2)
-        if legacy:
-            totals = _accumulate_legacy(net, size, stem_latency, alphas, betas, ratios, table, legacy_b2)
-        else:
-            totals = _accumulate(net, size, stem_latency, alphas, betas, ratios, table, legacy_b2)
-    finally:
-        net.arch_idx = saved
+        accumulate = _accumulate_legacy if legacy else _accumulate
+        totals = accumulate(net, size, stem_latency, alphas, betas, ratios, table, legacy_b2)
     if per_scale:
         return totals
     return sum(totals)
@@ -290,9 +279,8 @@ def architect_latency(net, size, table, arch_idx=None, legacy=False, legacy_b2=N
     With a single width the original (search/architect.py:65) uses 1/500 alpha-only + 499/500 beta-only,
     as we do.
     """
-    prun_mode, net.prun_mode = net.prun_mode, None
-    try:
-        kwargs = dict(arch_idx=arch_idx, legacy=legacy, legacy_b2=legacy_b2)
+    kwargs = dict(arch_idx=arch_idx, legacy=legacy, legacy_b2=legacy_b2)
+    with net.sampling(mode=None):       # the ratio-only estimate samples the architecture's own widths
         if len(net._width_mult_list) == 1:
             r0, r1 = ARCHITECT_MIX_SINGLE_WIDTH
             return (0 + r0 * supernet_latency(net, size, table, True, False, False, **kwargs)
@@ -301,5 +289,3 @@ def architect_latency(net, size, table, arch_idx=None, legacy=False, legacy_b2=N
         return (0 + r0 * supernet_latency(net, size, table, True, False, False, **kwargs)
                 + r1 * supernet_latency(net, size, table, False, True, False, **kwargs)
                 + r2 * supernet_latency(net, size, table, False, False, True, **kwargs))
-    finally:
-        net.prun_mode = prun_mode

@@ -11,9 +11,10 @@ Key formats are the original's, byte for byte (``%d`` formatting, so a float cha
 original's table script did):
 
 * ``ConvNorm_H%d_W%d_Cin%d_Cout%d_kernel%d_stride%d``
-* ``<op>_H%d_W%d_Cin%d_Cout%d_stride%d_dilation%d`` for BasicResidual1x, BasicResidual_downup_1x,
-  BasicResidual2x and BasicResidual_downup_2x
-* ``FactorizedReduce_H%d_W%d_Cin%d_Cout%d_stride%d``
+* ``<op>_H%d_W%d_Cin%d_Cout%d_stride%d_dilation%d`` for the operators whose ``latency_key`` is "residual" in the
+  operator table (tools/ops/primitives.py ``OPERATORS``: BasicResidual1x, BasicResidual_downup_1x,
+  BasicResidual2x, BasicResidual_downup_2x)
+* ``<op>_H%d_W%d_Cin%d_Cout%d_stride%d`` for those whose ``latency_key`` is "reduce" (FactorizedReduce)
 * ``ff_H%d_W%d_C%d`` (FeatureFusion) and ``head_H%d_W%d_Cin%d_Cout%d`` (Head)
 
 Bug B2 (train/operations.py:426): the original ``BasicResidual_downup_2x.forward_latency`` reads the
@@ -22,9 +23,14 @@ reproduces the original.
 """
 from dataclasses import dataclass
 
-CELL_OPS = ("FactorizedReduce", "BasicResidual1x", "BasicResidual_downup_1x", "BasicResidual2x",
-            "BasicResidual_downup_2x")
+from tools.ops.heads import FeatureFusion, Head
+from tools.ops.primitives import OPERATOR_KINDS, OPERATORS, ConvNorm
+
+CELL_OPS = tuple(OPERATOR_KINDS)        # the search space's operators, by key prefix (their class names)
 KINDS = CELL_OPS + ("ConvNorm", "FeatureFusion", "Head")
+# the original latency_lookup_table.py times the convolutions first, then the skip: same grid order here
+CELL_TABLE_ORDER = tuple(op.kind for op in OPERATORS if op.latency_key == "residual") + tuple(
+    op.kind for op in OPERATORS if op.latency_key != "residual")
 
 
 class LatencyKeyError(ValueError):
@@ -50,13 +56,12 @@ class OpSpec:
         if self.kind == "ConvNorm":
             return "ConvNorm_H%d_W%d_Cin%d_Cout%d_kernel%d_stride%d" % (
                 self.h, self.w, self.c_in, self.c_out, self.kernel_size, self.stride)
-        if self.kind == "FactorizedReduce":
-            return "FactorizedReduce_H%d_W%d_Cin%d_Cout%d_stride%d" % (
-                self.h, self.w, self.c_in, self.c_out, self.stride)
         if self.kind == "FeatureFusion":
             return "ff_H%d_W%d_C%d" % (self.h, self.w, self.c_in)
         if self.kind == "Head":
             return "head_H%d_W%d_Cin%d_Cout%d" % (self.h, self.w, self.c_in, self.c_out)
+        if OPERATOR_KINDS[self.kind].latency_key == "reduce":
+            return "%s_H%d_W%d_Cin%d_Cout%d_stride%d" % (self.kind, self.h, self.w, self.c_in, self.c_out, self.stride)
         return "%s_H%d_W%d_Cin%d_Cout%d_stride%d_dilation%d" % (
             self.kind, self.h, self.w, self.c_in, self.c_out, self.stride, self.dilation)
 
@@ -73,21 +78,19 @@ class OpSpec:
 
     def build(self):
         """A fresh plain (non-slimmable) module of this entry, as the original's ``_latency`` built it."""
-        from tools.ops import heads, primitives
         c_in, c_out = int(self.c_in), int(self.c_out)
         if self.kind == "ConvNorm":
-            return primitives.ConvNorm(c_in, c_out, kernel_size=self.kernel_size, stride=self.stride,
-                                       padding=self.padding, dilation=self.dilation, groups=self.groups,
-                                       bias=False, slimmable=False)
-        if self.kind == "FactorizedReduce":
-            return primitives.FactorizedReduce(c_in, c_out, stride=self.stride, slimmable=False)
+            return ConvNorm(c_in, c_out, kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+                            dilation=self.dilation, groups=self.groups, bias=False, slimmable=False)
         if self.kind == "FeatureFusion":
-            return heads.FeatureFusion(c_in, c_in)
+            return FeatureFusion(c_in, c_in)
         if self.kind == "Head":
-            return heads.Head(c_in, c_out)
-        cls = getattr(primitives, self.kind)
-        return cls(c_in, c_out, kernel_size=3, stride=self.stride, dilation=self.dilation, groups=self.groups,
-                   slimmable=False)
+            return Head(c_in, c_out)
+        operator = OPERATOR_KINDS[self.kind]
+        if operator.latency_key == "reduce":
+            return operator(c_in, c_out, self.stride, slimmable=False)
+        return operator.cls(c_in, c_out, kernel_size=3, stride=self.stride, dilation=self.dilation,
+                            groups=self.groups, slimmable=False)
 
 
 def parse_key(key):
@@ -139,7 +142,7 @@ def op_spec(module, size, legacy_b2=False, ratio=None):
     if kind == "ConvNorm":
         spec = OpSpec(kind, h, w, c_in, _channels(module, c_in, ratio), module.stride, module.dilation,
                       module.kernel_size, module.padding, module.groups)
-    elif kind == "FactorizedReduce":
+    elif kind in CELL_OPS and OPERATOR_KINDS[kind].latency_key == "reduce":     # e.g. FactorizedReduce
         spec = OpSpec(kind, h, w, c_in, _channels(module, c_in, ratio), module.stride)
     elif kind in CELL_OPS:
         if legacy_b2 and kind == "BasicResidual_downup_2x":
@@ -181,8 +184,7 @@ def original_table_specs(height=1024, width=2048, fch_cells=(12,), fch_heads=(8,
             for w_in in widths:
                 for w_out in widths:
                     c_in = int(Fch * scale * w_in)
-                    for kind in ("BasicResidual1x", "BasicResidual_downup_1x", "BasicResidual2x",
-                                 "BasicResidual_downup_2x", "FactorizedReduce"):
+                    for kind in CELL_TABLE_ORDER:
                         add("cells", OpSpec(kind, H // scale, W // scale, c_in, int(Fch * scale * w_out), 1))
                         if scale < 32:
                             add("cells", OpSpec(kind, H // scale, W // scale, c_in, int(Fch * scale * 2 * w_out), 2))

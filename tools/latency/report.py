@@ -5,41 +5,22 @@ train.py does, log ops/paths/params/FLOPs, plot the operator table and path/widt
 (TensorRT else PyTorch). Added: the lookup-table estimate (``lut_latency_ms``), a choice of backend, device and
 precision, the published teacher and student by default, and a JSON report.
 """
-import os
-
 import torch
 
 from tools.latency.backends import device_name, measure_latency, resolve_backend, resolve_device
 from tools.latency.expected import derived_latency, derived_specs
 from tools.latency.table import table_for
+from tools.models.build import arch_name, derived_from_config
 from tools.models.flops import thop_flops
-NAMES = {0: "teacher", 1: "student"}
+
 AUX_HEADS = ("heads16", "heads32")
 
 
-def network_name(arch_idx):
-    return NAMES.get(arch_idx, f"arch{arch_idx}")
-
-
-def load_record(config, arch_idx):
-    """The arch record of ``arch_idx``: from ``load_path`` (project format), or the shipped published one."""
-    from tools.models.archfile import load_arch, load_arch_dir, published_arch_path
-    if not config.load_path:
-        return load_arch(published_arch_path(arch_idx))
-    return load_arch_dir(config.load_path, arch_idx, config.load_epoch, config.layers, config.width_mult_list)
-
-
 def build_networks(config):
-    """[(name, arch_idx, derived network)] built exactly as train.py builds them (training-mode aux heads)."""
-    from tools.models.derived import build_derived
-    networks = []
-    for idx, arch_idx in enumerate(config.arch_idx):
-        record = load_record(config, arch_idx)
-        net = build_derived(record, arch_idx, num_classes=config.num_classes, layers=config.layers, Fch=config.Fch,
-                            width_mult_list=config.width_mult_list,
-                            stem_head_width=tuple(config.stem_head_width[idx]), aux_heads=True)
-        networks.append((network_name(arch_idx), arch_idx, net))
-    return networks
+    """[(name, arch_idx, derived network)] built exactly as train.py builds them (training-mode aux heads), with
+    PyTorch's default initialisation (the report reads sizes and times, not values)."""
+    return [(arch_name(arch_idx), arch_idx, derived_from_config(config, arch_idx, init=False))
+            for arch_idx in config.arch_idx]
 
 
 def derived_table_specs(config):
@@ -106,23 +87,10 @@ def latency_fields(net, config, table, device, input_size):
 
 def save_plots(net, arch_idx, config, folder):
     """ops_{arch}_{last}.png per branch, path_width{arch}.png and path_width_all{arch}.png (as the original)."""
-    from tools.plots import plot_op, plot_path_width, save_figure
+    from tools.plots import save_arch_plots
     head_width = config.stem_head_width[config.arch_idx.index(arch_idx)][1]
-    written = []
-    for last in net.lasts:
-        ops, path, widths = getattr(net, f"ops{last}"), getattr(net, f"path{last}"), getattr(net, f"widths{last}")
-        if len(net._width_mult_list) > 1:
-            fig = plot_op(ops, path, width=widths, head_width=head_width, F_base=config.Fch)
-        else:
-            fig = plot_op(ops, path, F_base=config.Fch)
-        written.append(save_figure(fig, os.path.join(folder, f"ops_{arch_idx}_{last}.png")))
-    written.append(save_figure(plot_path_width(net.lasts, net.paths, net.widths),
-                               os.path.join(folder, f"path_width{arch_idx}.png")))
-    all_lasts = [2, 1, 0]
-    written.append(save_figure(plot_path_width(all_lasts, [getattr(net, f"path{b}") for b in all_lasts],
-                                               [getattr(net, f"widths{b}") for b in all_lasts]),
-                               os.path.join(folder, f"path_width_all{arch_idx}.png")))
-    return written
+    return save_arch_plots(net.genotype, arch_idx, folder, F_base=config.Fch, head_width=head_width,
+                           with_widths=len(net._width_mult_list) > 1)
 
 
 def latency_report(config, folder=None, log=print):

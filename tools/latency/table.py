@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import torch
 
-from tools.data.fileio import atomic_write
+from tools.utils.fileio import write_text
 
 TABLE_FORMAT = "fasterseg-latency-table/1"
 PUBLISHED_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "published",
@@ -158,12 +158,11 @@ class LatencyTable:
         return {"format": TABLE_FORMAT, "meta": self.meta, "entries": dict(sorted(self.entries.items()))}
 
     def save(self, path=None):
-        """Write the table as JSON atomically (temp file in the same folder, then os.replace)."""
+        """Write the table as JSON (indent 1, no final newline) through the one atomic writer."""
         path = path or self.path
         if not path:
             raise TableError("this latency table has no file; pass save(path=...) with a .json path.")
-        text = json.dumps(self.to_json(), indent=1)
-        atomic_write(path, lambda handle: handle.write(text), mode="w")
+        write_text(path, json.dumps(self.to_json(), indent=1))
         return path
 
 
@@ -192,10 +191,10 @@ def _validate_entries(entries, source):
 def import_npy(path):
     """The original ``latency_lookup_table.npy`` (a pickled dict) as a table with the published table's meta.
 
-    Read with the restricted unpickler of ``tools.engine.legacy_files``: a file that would run code when
+    Read with the restricted unpickler of ``tools.utils.legacy_files``: a file that would run code when
     unpickled is refused (TableError) before anything from it runs.
     """
-    from tools.engine.legacy_files import UnsafeFileError, load_npy
+    from tools.utils.legacy_files import UnsafeFileError, load_npy
     if not os.path.isfile(path):
         raise FileNotFoundError(f"latency table {path} does not exist.")
     try:

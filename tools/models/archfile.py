@@ -4,22 +4,27 @@ The original ``search/train_search.py`` saves ``arch_{idx}.pt`` with ``torch.sav
 ``alpha_{idx}_{0,1,2}``, ``beta_{idx}_{1,2}``, ``ratio_{idx}_{0,1,2}`` (CUDA ``nn.Parameter``s) and
 ``mIoU02``/``latency02``/``mIoU12``/``latency12`` (numpy scalars / floats); ``train/train.py`` reads it with a
 plain ``torch.load``, which unpickles (and runs) anything. The project reads such files only inside
-``load_legacy_arch`` (``tools.engine.legacy_files``: ``weights_only=True`` plus numpy scalars, so a crafted file
+``load_legacy_arch`` (``tools.utils.legacy_files``: ``weights_only=True`` plus numpy scalars, so a crafted file
 is refused before it runs) and converts them once. The project format keeps the same keys (so code that reads
 ``record["alpha_1_0"]`` works on both) but holds only plain CPU float32 tensors, Python floats/ints and strings,
-loads with plain ``weights_only=True`` and is written atomically.
+loads with plain ``weights_only=True`` and is written atomically. Files the project's search writes also hold
+``genotype``: what the derivation rules chose (tools/models/genotype.py), as plain lists; files without it (the
+published ones, older searches) get it derived from their tensors by :func:`record_genotype`.
 """
 import os
 
 import numpy as np
 import torch
 
-from tools.engine.checkpoint import save_checkpoint
-from tools.engine.legacy_files import UnsafeFileError, load_legacy_torch
+from tools.models.derive import choose_lasts, effective_width_mult_list
+from tools.models.genotype import Genotype, GenotypeError, derive_genotype
+from tools.ops.primitives import PRIMITIVES
+from tools.utils.checkpoint import save_checkpoint
+from tools.utils.legacy_files import UnsafeFileError, load_legacy_torch
 
 ARCH_FORMAT = "fasterseg-arch/1"
 METRIC_KEYS = ("mIoU02", "latency02", "mIoU12", "latency12")
-NUM_OPS = 5  # len(PRIMITIVES): skip, conv, conv_downup, conv_2x, conv_2x_downup
+GENOTYPE_KEY = "genotype"
 PUBLISHED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "published")
 
 
@@ -39,9 +44,9 @@ def tensor_keys(arch_idx):
 
 def expected_shapes(arch_idx, layers, ratio_columns):
     """Shapes the supernet of ``layers`` layers gives its architecture parameters."""
-    i = arch_idx
+    i, num_ops = arch_idx, len(PRIMITIVES)
     return {
-        f"alpha_{i}_0": (layers, NUM_OPS), f"alpha_{i}_1": (layers - 1, NUM_OPS), f"alpha_{i}_2": (layers - 2, NUM_OPS),
+        f"alpha_{i}_0": (layers, num_ops), f"alpha_{i}_1": (layers - 1, num_ops), f"alpha_{i}_2": (layers - 2, num_ops),
         f"beta_{i}_1": (layers - 2, 2), f"beta_{i}_2": (layers - 3, 2),
         f"ratio_{i}_0": (layers - 1, ratio_columns), f"ratio_{i}_1": (layers - 1, ratio_columns),
         f"ratio_{i}_2": (layers - 2, ratio_columns),
@@ -109,6 +114,11 @@ def validate_arch(record, arch_idx=None, layers=None, width_mult_list=None, sour
             raise ArchFileError(f"{source} is missing the metric '{key}' that picks the branches (lasts).")
         if not isinstance(record[key], (int, float)):
             raise ArchFileError(f"{source}: metric '{key}' must be a number, got {type(record[key]).__name__}.")
+    if GENOTYPE_KEY in record:
+        try:
+            Genotype.from_plain(record[GENOTYPE_KEY])
+        except GenotypeError as error:
+            raise ArchFileError(f"{source}: {error}") from None
     return arch_idx, layers
 
 
@@ -128,7 +138,7 @@ def to_record(state, arch_idx=None, source="arch record"):
     """Project-format record from an original-style dict (validated, plain values, format marker)."""
     plain = {key: _plain(value) for key, value in state.items() if key not in ("format", "arch_idx")}
     arch_idx, _ = validate_arch(plain, arch_idx, source=source)
-    ordered = tensor_keys(arch_idx) + list(METRIC_KEYS)
+    ordered = tensor_keys(arch_idx) + list(METRIC_KEYS) + [GENOTYPE_KEY] * (GENOTYPE_KEY in plain)
     extras = {key: value for key, value in plain.items() if key not in ordered}
     return {"format": ARCH_FORMAT, "arch_idx": arch_idx, **{key: plain[key] for key in ordered}, **extras}
 
@@ -136,7 +146,7 @@ def to_record(state, arch_idx=None, source="arch record"):
 def load_legacy_arch(path, arch_idx=None):
     """Read an original FasterSeg arch pickle (CUDA tensors, numpy scalars) on CPU and convert it.
 
-    Read with the restricted unpickler of ``tools.engine.legacy_files``: a file that needs anything but
+    Read with the restricted unpickler of ``tools.utils.legacy_files``: a file that needs anything but
     tensors, Parameters, numpy scalars, dicts, strings and numbers is refused (UnsafeFileError) before it runs.
     """
     if not os.path.isfile(path):
@@ -206,6 +216,29 @@ def arch_parameters(record, arch_idx):
     betas = [None, record[f"beta_{arch_idx}_1"], record[f"beta_{arch_idx}_2"]]
     ratios = [record[f"ratio_{arch_idx}_{k}"] for k in range(3)]
     return alphas, betas, ratios
+
+
+def record_genotype(record, arch_idx, layers=None, width_mult_list=None, ignore_skip=None, derivation="sequential",
+                    lasts=None):
+    """The Genotype train.py builds from a record: the stored one, else derived from the tensors.
+
+    ``ignore_skip`` defaults to ``arch_idx == 0`` (the teacher), ``lasts`` to train.py's choice from the record's
+    mIoU/latency (objective_acc_lat). ``width_mult_list``: the search's widths (None: the ratios must have one
+    column). The stored genotype was derived with these defaults when the search wrote the file; other settings
+    (``derivation="fresh"``, another ``ignore_skip`` or width list) derive again from the tensors.
+    """
+    arch_idx, layers = validate_arch(record, arch_idx, layers, width_mult_list)
+    ignore_skip = arch_idx == 0 if ignore_skip is None else ignore_skip
+    if lasts is None:
+        lasts = choose_lasts(record["mIoU02"], record["latency02"], record["mIoU12"], record["latency12"])
+    alphas, betas, ratios = arch_parameters(record, arch_idx)
+    widths = [1.] if width_mult_list is None else list(width_mult_list)
+    if GENOTYPE_KEY in record and derivation == "sequential" and ignore_skip == (arch_idx == 0):
+        stored = Genotype.from_plain(record[GENOTYPE_KEY])
+        if stored.layers == layers and list(stored.width_mult_list) == effective_width_mult_list(ratios, widths,
+                                                                                                 ignore_skip):
+            return stored.with_lasts(lasts)
+    return derive_genotype(alphas, betas, ratios, widths, layers, ignore_skip, derivation, lasts)
 
 
 def published_arch_path(arch_idx):

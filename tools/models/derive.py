@@ -4,6 +4,8 @@ Replaces the module-level functions of the original ``train/model_seg.py`` (``pa
 ``alphas2ops_path_width``, ``betas2path``, ``path2widths``, ``network_metas``) and ``objective_acc_lat`` of
 ``tools/utils/darts_utils.py``, plus the ``lasts`` choice of ``train/train.py``.
 
+tools/models/genotype.py collects what these rules choose into a Genotype record (``derive_genotype``).
+
 All arithmetic stays in torch float32 as in the original (softmax of the rows, products of beta probabilities),
 because float64 could flip near-ties and change a derived network.
 
@@ -20,6 +22,8 @@ import math
 
 import numpy as np
 import torch.nn.functional as F
+
+from tools.ops.primitives import SKIP
 
 LASTS = (0, 1, 2)
 DERIVATION_MODES = ("sequential", "fresh")
@@ -87,12 +91,12 @@ def path2widths(path, ratios, width_mult_list):
 
 def _skip_score(alphas, scale, pos):
     """softmax(alpha row)[skip] in float32, as a Python float (exact conversion, same ordering)."""
-    return float(F.softmax(alphas[scale][pos - scale], dim=-1)[0])
+    return float(F.softmax(alphas[scale][pos - scale], dim=-1)[SKIP])
 
 
 def _forbid_skip(alphas, scale, pos):
     """Write -inf into the skip logit of layer ``pos`` (in place, as the original)."""
-    alphas[scale][pos - scale][0] = -float("inf")
+    alphas[scale][pos - scale][SKIP] = -float("inf")
 
 
 def _argmax_op(alphas, scale, pos):
@@ -105,7 +109,7 @@ def _collect_skips(alphas, path, ignore_skip):
     for i, scale in enumerate(path):
         if ignore_skip:
             _forbid_skip(alphas, scale, i)
-        if _argmax_op(alphas, scale, i) == 0 and (i == len(path) - 1 or path[i] == path[i + 1]):
+        if _argmax_op(alphas, scale, i) == SKIP and (i == len(path) - 1 or path[i] == path[i + 1]):
             skips.append((i, _skip_score(alphas, scale, i)))
     return skips
 
@@ -144,7 +148,7 @@ def alphas2ops_path_width(alphas, path, widths, ignore_skip=False):
     ops, path_compact, widths_compact = [], [], []
     for i, scale in enumerate(path):
         op = _argmax_op(alphas, scale, i)
-        if op == 0:
+        if op == SKIP:
             if i in pos_skips:
                 if i == len(path) - 1:
                     widths_compact = widths_compact[:-1]

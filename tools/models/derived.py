@@ -1,12 +1,13 @@
 """The derived (searched) FasterSeg network; replaces ``Network_Multi_Path_Infer`` of the original
 ``train/model_seg.py`` and the model construction in ``train/train.py``.
 
-The constructor derives the three candidate branches (ending at 1/8, 1/16, 1/32) from the architecture
-parameters (tools/models/derive.py); ``build_structure(lasts)`` keeps the chosen ones, shares the cells of
-branches that agree layer by layer (``branch_groups``), and adds the aggregation: arms/refines that bring the
-1/32 and 1/16 features up to 1/8, the FeatureFusion (``ffm``), the 1/8 head and the auxiliary 1/16 and 1/32
-heads used only in training. Module and attribute names are the original's so the original's weights load
-without a key map and tools/latency can walk the network.
+Built in one step from a :class:`~tools.models.genotype.Genotype` (``from_genotype``: the three candidate
+branches ending at 1/8, 1/16, 1/32 and the chosen ``lasts``): the chosen branches are kept, the cells of branches
+that agree layer by layer are shared (``branch_groups``), and the aggregation is added: arms/refines that bring
+the 1/32 and 1/16 features up to 1/8, the FeatureFusion (``ffm``), the 1/8 head and the auxiliary 1/16 and 1/32
+heads used only in training. The original's two-step form (arch tensors to the constructor, which derives the
+branches, then ``build_structure(lasts)``) still works. Module and attribute names are the original's so the
+original's weights load without a key map and tools/latency can walk the network.
 
 Deliberate differences (docs/differences.md): the aux heads depend on the ``aux_heads`` flag instead of the
 module's training mode at build time (B7; default True = what train.py does); the derivation does not mutate
@@ -18,10 +19,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tools.models.archfile import arch_parameters, validate_arch
-from tools.models.derive import DerivationError, choose_lasts, derive_all, effective_width_mult_list
+from tools.init_func import init_weight
+from tools.models.archfile import record_genotype
+from tools.models.derive import LASTS, DerivationError
+from tools.models.genotype import derive_genotype
 from tools.ops.heads import FeatureFusion, Head
-from tools.ops.primitives import OPS, PRIMITIVES, BasicResidual2x, ConvNorm
+from tools.ops.primitives import OPERATORS, BasicResidual2x, ConvNorm
 
 BatchNorm2d = nn.BatchNorm2d
 
@@ -35,7 +38,7 @@ class MixedOp(nn.Module):
 
     def __init__(self, C_in, C_out, op_idx, stride=1):
         super().__init__()
-        self._op = OPS[PRIMITIVES[op_idx]](C_in, C_out, stride, slimmable=False, width_mult_list=[1.])
+        self._op = OPERATORS[op_idx](C_in, C_out, stride, slimmable=False, width_mult_list=[1.])
 
     def forward(self, x):
         return self._op(x)
@@ -60,34 +63,54 @@ def _upsample2x(x):
 
 
 class Network_Multi_Path_Infer(nn.Module):
-    """Derived network; call ``build_structure(lasts)`` after construction (or use ``build_derived``).
+    """Derived network; build it with ``from_genotype(genotype)`` (or ``build_derived`` from an arch record).
 
-    alphas: [alpha_0, alpha_1, alpha_2]; betas: [None, beta_1, beta_2]; ratios: [ratio_0, ratio_1, ratio_2]
-    (the searched parameters, as train.py passes them). ``derivation``: "sequential" (default, the original's
-    B5 behaviour) or "fresh". ``aux_heads``: build heads16/heads32 for training (train.py: True).
+    The original's form also works: arch tensors alphas [alpha_0, alpha_1, alpha_2], betas [None, beta_1,
+    beta_2], ratios [ratio_0, ratio_1, ratio_2] (as train.py passes them) are derived here (``derivation``:
+    "sequential", the original's B5 behaviour, or "fresh"), then ``build_structure(lasts)``. ``genotype``: a
+    Genotype instead of the tensors (built at once when it has ``lasts``). ``aux_heads``: build heads16/heads32
+    for training (train.py: True).
     """
 
-    def __init__(self, alphas, betas, ratios, num_classes=19, layers=9, Fch=12, width_mult_list=(1.,),
-                 stem_head_width=(1., 1.), ignore_skip=False, derivation="sequential", aux_heads=True):
+    def __init__(self, alphas=None, betas=None, ratios=None, num_classes=19, layers=9, Fch=12, width_mult_list=(1.,),
+                 stem_head_width=(1., 1.), ignore_skip=False, derivation="sequential", aux_heads=True, genotype=None):
         super().__init__()
-        if layers < 2:
-            raise ValueError(f"layers={layers} is too small; the derived network needs at least 2 layers.")
+        if genotype is None:
+            if alphas is None or betas is None or ratios is None:
+                raise ValueError("give the arch tensors (alphas, betas, ratios) or a genotype (from_genotype).")
+            if layers < 2:
+                raise ValueError(f"layers={layers} is too small; the derived network needs at least 2 layers.")
+            genotype = derive_genotype(alphas, betas, ratios, width_mult_list, layers, ignore_skip, derivation)
+        self.genotype = genotype
         self._num_classes = num_classes
-        self._layers = layers
+        self._layers = genotype.layers
         self._Fch = Fch
-        self._width_mult_list = effective_width_mult_list(ratios, list(width_mult_list), ignore_skip)
+        self._width_mult_list = list(genotype.width_mult_list)
         self._stem_head_width = tuple(stem_head_width)
         self._aux_heads = bool(aux_heads)
-        self._derivation = derivation
         self.latency = 0
         self.stem = self._build_stem()
-        metas = derive_all(alphas, betas, ratios, self._width_mult_list, layers, ignore_skip=ignore_skip,
-                           mode=derivation)
-        for last, (ops, path, downs, widths) in metas.items():
-            setattr(self, f"ops{last}", ops)
-            setattr(self, f"path{last}", path)
-            setattr(self, f"downs{last}", downs)
-            setattr(self, f"widths{last}", widths)
+        for last in LASTS:      # the original's attributes ops0, path0, downs0, widths0, ... (lists)
+            setattr(self, f"ops{last}", list(genotype.ops[last]))
+            setattr(self, f"path{last}", list(genotype.paths[last]))
+            setattr(self, f"downs{last}", genotype.downs(last))
+            setattr(self, f"widths{last}", list(genotype.widths[last]))
+        if genotype.lasts is not None:
+            self.build_structure(genotype.lasts)
+
+    @classmethod
+    def from_genotype(cls, genotype, num_classes=19, Fch=12, stem_head_width=(1., 1.), aux_heads=True):
+        """The network of a Genotype with chosen ``lasts``, in one step."""
+        if genotype.lasts is None:
+            raise ValueError("the genotype has no lasts (chosen branches); use genotype.with_lasts([2, 1]).")
+        return cls(num_classes=num_classes, Fch=Fch, stem_head_width=stem_head_width, aux_heads=aux_heads,
+                   genotype=genotype)
+
+    def init_weights(self, bn_eps=1e-5, bn_momentum=0.1):
+        """Kaiming-normal (fan_in, relu) convs and unit BatchNorms, as train.py initialises the derived network."""
+        init_weight(self, nn.init.kaiming_normal_, nn.BatchNorm2d, bn_eps, bn_momentum, mode='fan_in',
+                    nonlinearity='relu')
+        return self
 
     def num_filters(self, scale, width=1.0):
         return int(np.round(scale * self._Fch * width))
@@ -107,6 +130,7 @@ class Network_Multi_Path_Infer(nn.Module):
             raise ValueError(f"lasts {lasts} must be distinct branch scales from 0, 1, 2 (train.py uses [2, 1]).")
         self._branch = len(lasts)
         self.lasts = lasts
+        self.genotype = self.genotype.with_lasts(lasts)
         self.ops = [getattr(self, f"ops{last}") for last in lasts]
         self.paths = [getattr(self, f"path{last}") for last in lasts]
         self.downs = [getattr(self, f"downs{last}") for last in lasts]
@@ -324,21 +348,13 @@ def build_derived(arch_record, arch_idx, num_classes=19, layers=16, Fch=12,
                   aux_heads=True, derivation="sequential", lasts=None, ignore_skip=None, device=None):
     """Build the derived network exactly as train.py does from an arch record (tools.models.archfile).
 
-    ignore_skip defaults to ``arch_idx == 0`` (the teacher); ``lasts`` defaults to train.py's choice from the
-    record's mIoU/latency (objective_acc_lat). ``stem_head_width`` is the per-network entry of the config's
-    list (teacher (1, 1), student (8/12, 8/12)).
+    The record's genotype (``record_genotype``: stored, else derived; ignore_skip defaults to ``arch_idx == 0``,
+    the teacher; ``lasts`` to train.py's choice from the record's mIoU/latency). ``stem_head_width`` is the
+    per-network entry of the config's list (teacher (1, 1), student (8/12, 8/12)).
     """
-    validate_arch(arch_record, arch_idx, layers, width_mult_list)
-    alphas, betas, ratios = arch_parameters(arch_record, arch_idx)
-    if ignore_skip is None:
-        ignore_skip = arch_idx == 0
-    if lasts is None:
-        lasts = choose_lasts(arch_record["mIoU02"], arch_record["latency02"], arch_record["mIoU12"],
-                             arch_record["latency12"])
-    model = Network_Multi_Path_Infer(alphas, betas, ratios, num_classes=num_classes, layers=layers, Fch=Fch,
-                                     width_mult_list=width_mult_list, stem_head_width=stem_head_width,
-                                     ignore_skip=ignore_skip, derivation=derivation, aux_heads=aux_heads)
-    model.build_structure(lasts)
+    genotype = record_genotype(arch_record, arch_idx, layers, width_mult_list, ignore_skip, derivation, lasts)
+    model = Network_Multi_Path_Infer.from_genotype(genotype, num_classes=num_classes, Fch=Fch,
+                                                   stem_head_width=stem_head_width, aux_heads=aux_heads)
     if device is not None:
         model.to(device)
     return model

@@ -7,10 +7,17 @@ softmaxed path weights (betas). Widths come from ``ratios``: fixed ('max', 'min'
 by hard gumbel-softmax ('arch_ratio'). There is one set of architecture parameters and one stem/refine/head set
 per architecture (index 0 = teacher, 1 = student), selected by ``arch_idx``.
 
+What a forward samples is explicit: ``with net.sampling(arch_idx=1, mode="max"): net(x)`` runs architecture 1 at
+its widest widths and restores the previous selection on exit, exceptions included (the original set
+``net.arch_idx`` / ``net.prun_mode`` by hand before each forward and left them set). The two attributes remain
+the current selection (``select`` sets it without restoring; the reference tests set them directly).
+
 Same math, parameter names, shapes and state_dict order as the original (checked against
 ../shared/reference/state_dict_shapes.json and supernet_tiny_equivalence.pt). The lookup-table latency
 (``forward_latency``) lives in tools/latency, which walks this module using ``cell_ratio``/``sample_prun_ratio``.
 """
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -18,10 +25,11 @@ import torch.nn.functional as F
 
 from tools.init_func import init_weight  # noqa: F401  (re-exported: the supernet's init)
 from tools.ops.heads import Head
-from tools.ops.primitives import OPS, PRIMITIVES, BasicResidual2x, ConvNorm
+from tools.ops.primitives import OPERATORS, PRIMITIVES, BasicResidual2x, ConvNorm
 from tools.ops.slimmable import USBatchNorm2d, WidthError, make_divisible
 
 PRUN_MODES = ("max", "min", "random", "arch_ratio")
+KEEP = "keep"   # sampling()/select(): leave the current width mode as it is
 
 
 class InputSizeError(ValueError):
@@ -70,7 +78,7 @@ class MixedOp(nn.Module):
         self.C_out = C_out
         self.stride = stride
         self._width_mult_list = list(width_mult_list)
-        self._ops = nn.ModuleList([OPS[p](C_in, C_out, stride, True, self._width_mult_list) for p in PRIMITIVES])
+        self._ops = nn.ModuleList([op(C_in, C_out, stride, True, self._width_mult_list) for op in OPERATORS])
         self._batch_norms = [m for m in self._ops.modules() if isinstance(m, USBatchNorm2d)]
         self._batch_groups = 1
 
@@ -167,8 +175,9 @@ def _good_fch(Fch, stem_head_width, span=64):
 
 
 class Network_Multi_Path(nn.Module):
-    """The supernet. Select the architecture with ``arch_idx`` (0 teacher, 1 student) and the widths with
-    ``prun_mode`` (None: the architecture's own ``_prun_modes[arch_idx]``; else 'max'|'min'|'random'|'arch_ratio').
+    """The supernet. ``with net.sampling(arch_idx=..., mode=...):`` selects the architecture (0 teacher,
+    1 student) and the widths (None: the architecture's own ``_prun_modes[arch_idx]``; else
+    'max'|'min'|'random'|'arch_ratio') of the forwards inside it; ``arch_idx``/``prun_mode`` hold the selection.
 
     ``criterion`` defaults to ``nn.CrossEntropyLoss(ignore_index=-1)`` like the original. Build the full search
     config under ``torch.device('meta')`` to inspect it without allocating its 252M parameters.
@@ -308,6 +317,32 @@ class Network_Multi_Path(nn.Module):
         return params
 
     # ---- architecture sampling ----------------------------------------------------------------------------
+    def select(self, arch_idx=None, mode=KEEP):
+        """Make architecture ``arch_idx`` (None: unchanged) and width mode ``mode`` (a PRUN_MODES entry; None: the
+        architecture's own prun mode; KEEP: unchanged) current for later forwards; returns the previous
+        ``(arch_idx, prun_mode)``. Prefer :meth:`sampling`, which restores it."""
+        previous = (self.arch_idx, self.prun_mode)
+        if arch_idx is not None:
+            if not 0 <= arch_idx < len(self._prun_modes):
+                raise ValueError(f"arch_idx {arch_idx!r} is not one of this supernet's architectures "
+                                 f"0..{len(self._prun_modes) - 1}")
+            self.arch_idx = arch_idx
+        if mode != KEEP:
+            if mode is not None and mode not in PRUN_MODES:
+                raise ValueError(f"prun mode {mode!r} is not one of {PRUN_MODES} (or None: the architecture's own)")
+            self.prun_mode = mode
+        return previous
+
+    @contextmanager
+    def sampling(self, arch_idx=None, mode=KEEP):
+        """``with net.sampling(arch_idx=1, mode=None): ...``: forwards inside run architecture ``arch_idx`` at the
+        widths of ``mode`` (see :meth:`select`); the previous selection is back on exit, exceptions included."""
+        previous = self.select(arch_idx, mode)
+        try:
+            yield self
+        finally:
+            self.arch_idx, self.prun_mode = previous
+
     def sample_prun_ratio(self, mode="arch_ratio"):
         """Per-layer widths [ratios0 (L-1), ratios1 (L-1), ratios2 (L-2)] for one forward pass.
 
@@ -420,21 +455,22 @@ class Network_Multi_Path(nn.Module):
 
     def _loss(self, input, target, pretrain=False):
         """The sandwich rule. Search (``pretrain`` not True): every architecture with its own sampled widths,
-        then 'max' and 'min' -- these two run with the arch_idx the loop left (the last one; behaviour B8).
-        Pretrain: 'max', 'min' and two 'random' (only 'max' when there is a single width)."""
+        then 'max' and 'min' -- these two run with the last architecture, which stays selected afterwards, as
+        the original's loop left it (behaviour B8). Pretrain: 'max', 'min' and two 'random' (only 'max' when
+        there is a single width) with the selected architecture."""
         loss = 0
         if pretrain is not True:
-            self.prun_mode = None
             for idx in range(len(self._arch_names)):
-                self.arch_idx = idx
-                loss = loss + self._loss_of(input, target)
+                with self.sampling(arch_idx=idx, mode=None):
+                    loss = loss + self._loss_of(input, target)
+            self.select(arch_idx=len(self._arch_names) - 1)
         if len(self._width_mult_list) > 1:
             modes = ["max", "min"] + (["random", "random"] if pretrain is True else [])
         else:
             modes = ["max"] if pretrain is True else []
         for mode in modes:
-            self.prun_mode = mode
-            loss = loss + self._loss_of(input, target)
+            with self.sampling(mode=mode):
+                loss = loss + self._loss_of(input, target)
         return loss
 
 

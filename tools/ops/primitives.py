@@ -6,8 +6,17 @@ network), with the original module and attribute names so state_dicts and the la
 lookup is deliberately not here (tools/latency walks these modules from outside); ``output_size`` gives the
 original ``forward_latency`` size rule: channels ``int(C * ratio)`` when slimmable, spatial size halved by
 stride 2.
+
+The search space is data: ``OPERATORS`` (bottom of this file) is the one table of candidate operators, and
+``PRIMITIVES``, ``OPS``, the arch-file shapes (tools/models), the latency-table keys and grid (tools/latency/keys.py)
+and the plots' operator names are all read from it. Adding an operator = one ``Operator`` row here plus its
+module class (constructor ``(C_in, C_out, stride=, slimmable=, width_mult_list=)``, ``set_ratio``,
+``output_size``); nothing else in tools/ lists the operators. Named elsewhere on purpose, not as lists: the
+original's bug B2 (tools/latency/keys.py ``legacy_b2``) and the BatchNorm folding of FactorizedReduce's split BN
+(tools/latency/fast.py, an optional speed path; a new operator with plain conv/bn pairs folds without a rule).
+Arch files and latency tables of the old space no longer match a changed table: the alphas gain a column.
 """
-from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -15,8 +24,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tools.ops.slimmable import USBatchNorm2d, USConv2d, make_divisible
-
-PRIMITIVES = ['skip', 'conv', 'conv_downup', 'conv_2x', 'conv_2x_downup']
 
 
 class ChannelError(ValueError):
@@ -254,27 +261,45 @@ class FactorizedReduce(_SlimmableOp):
         return x
 
 
-def _skip(C_in, C_out, stride, slimmable, width_mult_list):
-    return FactorizedReduce(C_in, C_out, stride, slimmable, width_mult_list)
+LATENCY_KEYS = ("residual", "reduce")
 
 
-def _residual_factory(cls):
-    def factory(C_in, C_out, stride, slimmable, width_mult_list):
-        return cls(C_in, C_out, kernel_size=3, stride=stride, dilation=1, slimmable=slimmable,
-                   width_mult_list=width_mult_list)
-    factory.__name__ = f"make_{cls.__name__}"
-    return factory
+@dataclass(frozen=True)
+class Operator:
+    """One candidate operator of the search space.
+
+    ``name``: its name in ``PRIMITIVES`` (and its column in the alphas); ``cls``: its module class, built as
+    ``cls(C_in, C_out, stride=..., slimmable=..., width_mult_list=...)``; ``latency_key``: the format of its
+    lookup-table key (tools/latency/keys.py): "residual" (``<class>_..._stride%d_dilation%d``, timed with the
+    module's kernel/dilation/groups) or "reduce" (``<class>_..._stride%d``).
+    """
+    name: str
+    cls: type
+    latency_key: str = "residual"
+
+    def __post_init__(self):
+        if self.latency_key not in LATENCY_KEYS:
+            raise ValueError(f"operator {self.name!r}: latency_key {self.latency_key!r} is not one of {LATENCY_KEYS}")
+
+    @property
+    def kind(self):
+        """The latency-table key prefix: the class name, as the original's forward_latency wrote it."""
+        return self.cls.__name__
+
+    def __call__(self, C_in, C_out, stride, slimmable=True, width_mult_list=(1.,)):
+        return self.cls(C_in, C_out, stride=stride, slimmable=slimmable, width_mult_list=width_mult_list)
 
 
-OPS = {
-    'skip': _skip,
-    'conv': _residual_factory(BasicResidual1x),
-    'conv_downup': _residual_factory(BasicResidual_downup_1x),
-    'conv_2x': _residual_factory(BasicResidual2x),
-    'conv_2x_downup': _residual_factory(BasicResidual_downup_2x),
-}
-OPS_name = ["FactorizedReduce", "BasicResidual1x", "BasicResidual_downup_1x", "BasicResidual2x",
-            "BasicResidual_downup_2x"]
-OPS_Class = OrderedDict([('skip', FactorizedReduce), ('conv', BasicResidual1x),
-                         ('conv_downup', BasicResidual_downup_1x), ('conv_2x', BasicResidual2x),
-                         ('conv_2x_downup', BasicResidual_downup_2x)])
+# THE search space: its order is the alpha column order of every arch file; the derivation rules find the
+# skip by name (SKIP). Every other list below, and in the rest of tools/, is derived from this table.
+OPERATORS = (
+    Operator("skip", FactorizedReduce, latency_key="reduce"),
+    Operator("conv", BasicResidual1x),
+    Operator("conv_downup", BasicResidual_downup_1x),
+    Operator("conv_2x", BasicResidual2x),
+    Operator("conv_2x_downup", BasicResidual_downup_2x),
+)
+PRIMITIVES = [op.name for op in OPERATORS]
+OPS = {op.name: op for op in OPERATORS}
+SKIP = PRIMITIVES.index("skip")
+OPERATOR_KINDS = {op.kind: op for op in OPERATORS}

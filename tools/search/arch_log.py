@@ -4,7 +4,8 @@ Replaces ``arch_logging()`` and the arch-file part of ``main()`` in search/train
 architecture: derive the network from the current alphas/betas/ratios, build it for lasts [2, 0] and [2, 1],
 take its latency (lookup table, or measured with a backend: config ``fps_source``) at ``latency_size``
 (3 x 1024 x 2048 by default), log FPS, the operator tables and the path/width diagrams, and write
-``arch_{idx}.pt`` / ``arch_{idx}_{epoch}.pt`` in the project's safe format (tools/models/archfile.py).
+``arch_{idx}.pt`` / ``arch_{idx}_{epoch}.pt`` in the project's safe format (tools/models/archfile.py), with the
+architecture's genotype (tools/models/genotype.py: derived once, as train.py will build it) next to the tensors.
 
 Fixed original bugs (docs/differences.md, rows S7-S8):
 
@@ -22,17 +23,14 @@ from dataclasses import dataclass
 
 from tools.latency.backends import measure_latency
 from tools.latency.expected import derived_latency
-from tools.models.archfile import save_arch
-from tools.models.derive import objective_acc_lat
+from tools.models.archfile import GENOTYPE_KEY, save_arch
+from tools.models.build import arch_name
+from tools.models.derive import choose_lasts, objective_acc_lat
 from tools.models.derived import Network_Multi_Path_Infer
+from tools.models.genotype import derive_genotype
 
 LASTS = ((2, 0), (2, 1))
-ARCH_NAMES = {0: "teacher", 1: "student"}
 FPS_SOURCES = ("table", "backend")
-
-
-def arch_name(idx):
-    return ARCH_NAMES.get(idx, f"arch{idx}")
 
 
 @dataclass
@@ -69,17 +67,25 @@ def arch_tensors(model, idx):
     return copy[:3], [None] + copy[3:5], copy[5:]
 
 
-def derive_network(model, idx, lasts=(2, 1), legacy=False):
-    """The derived network of architecture ``idx`` as train.py builds it (teacher: ignore_skip), eval-only.
-
-    ``legacy=True`` derives as the original's search did (search/model_seg.py: no ``ignore_skip``, B9).
-    """
+def arch_genotype(model, idx, legacy=False):
+    """The Genotype of architecture ``idx`` of the supernet, derived as train.py derives it (teacher:
+    ignore_skip; no lasts chosen). ``legacy=True`` derives as the original's search did (search/model_seg.py: no
+    ``ignore_skip``, B9)."""
     alphas, betas, ratios = arch_tensors(model, idx)
-    net = Network_Multi_Path_Infer(alphas, betas, ratios, num_classes=model._num_classes, layers=model._layers,
-                                   Fch=model._Fch, width_mult_list=model._width_mult_list,
-                                   stem_head_width=model._stem_head_width[idx], ignore_skip=idx == 0 and not legacy,
-                                   aux_heads=False)
-    return net.build_structure(list(lasts))
+    return derive_genotype(alphas, betas, ratios, model._width_mult_list, model._layers,
+                           ignore_skip=idx == 0 and not legacy)
+
+
+def genotype_network(model, idx, genotype):
+    """The eval-only derived network of a genotype of architecture ``idx`` (the supernet's classes, Fch, widths)."""
+    return Network_Multi_Path_Infer.from_genotype(genotype, num_classes=model._num_classes, Fch=model._Fch,
+                                                  stem_head_width=model._stem_head_width[idx], aux_heads=False)
+
+
+def derive_network(model, idx, lasts=(2, 1), legacy=False):
+    """The derived network of architecture ``idx`` for ``lasts`` as train.py builds it, eval-only (see
+    :func:`arch_genotype`)."""
+    return genotype_network(model, idx, arch_genotype(model, idx, legacy).with_lasts(lasts))
 
 
 def network_latency(net, latency_size, table=None, fps_source="table", backend="auto", device="cpu",
@@ -102,19 +108,22 @@ def arch_latencies(model, idx, latency_size, table=None, fps_source="table", leg
     ``legacy=True`` (config ``legacy_latency``) gives the original search's figures: derivation without
     ``ignore_skip`` (B9) and table reads with bugs B1 and B2.
     """
-    latencies, net = [], None
+    latencies, net, genotype = [], None, arch_genotype(model, idx, legacy)
     for lasts in LASTS:
-        net = derive_network(model, idx, lasts, legacy=legacy)
+        net = genotype_network(model, idx, genotype.with_lasts(lasts))
         latencies.append(network_latency(net, latency_size, table, fps_source, legacy=legacy, **measure))
     return latencies[0], latencies[1], net
 
 
 def arch_record(model, report):
-    """The arch file content of one architecture with its own metrics (B4 fixed)."""
+    """The arch file content of one architecture with its own metrics (B4 fixed) and its genotype (lasts chosen
+    from those metrics, as train.py chooses them)."""
     record = {name: getattr(model, name).detach().cpu() for names in model._arch_names[report.idx].values()
               for name in names}
     record.update(arch_idx=report.idx, mIoU02=float(report.mIoUs[3]), mIoU12=float(report.mIoUs[4]),
                   latency02=float(report.latency02), latency12=float(report.latency12))
+    lasts = choose_lasts(record["mIoU02"], record["latency02"], record["mIoU12"], record["latency12"])
+    record[GENOTYPE_KEY] = arch_genotype(model, report.idx).with_lasts(lasts).to_plain()
     return record
 
 
@@ -145,13 +154,13 @@ def log_report(writer, logger, report, epoch, Fch, latency_weight):
         for tag, value in (("8s_32s", report.objective02), ("16s_32s", report.objective12)):
             writer.add_scalar(f"Objective/val_{name}_{tag}", value, epoch)
             logger.info("Epoch %d: Objective_%s_%s %.3f", epoch, name, tag, value)
-    net = report.network
-    if net is None:
+    if report.network is None:
         return
+    genotype = report.network.genotype
     for last in (0, 1, 2):
         writer.add_figure(f"arch/ops{last}_arch{report.idx}",
-                          plot_op(getattr(net, f"ops{last}"), getattr(net, f"path{last}"), F_base=Fch), epoch)
+                          plot_op(genotype.ops[last], genotype.paths[last], F_base=Fch), epoch)
     for lasts in LASTS:
         tag = f"arch/path_width_arch{report.idx}_{lasts[1]}{lasts[0]}"
-        writer.add_figure(tag, plot_path_width(list(lasts), [getattr(net, f"path{k}") for k in lasts],
-                                               [getattr(net, f"widths{k}") for k in lasts]), epoch)
+        writer.add_figure(tag, plot_path_width(list(lasts), [genotype.paths[k] for k in lasts],
+                                               [genotype.widths[k] for k in lasts]), epoch)

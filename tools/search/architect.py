@@ -77,19 +77,19 @@ class Architect:
     def latency_loss(self):
         """sum over architectures with weight > 0 of weight * mixed expected latency (0 when there is none).
 
-        Leaves ``model.arch_idx`` at the last architecture and ``prun_mode`` None, as the original loop did.
-        ``latency_supernet`` records the estimate of the last architecture with a weight > 0 (the original's
-        "TODO: only the last arch_idx").
+        Each estimate samples its own architecture (``architect_latency(arch_idx=...)``); afterwards the last
+        architecture is selected with its own widths, the state the original loop left. ``latency_supernet``
+        records the estimate of the last architecture with a weight > 0 (the original's "TODO: only the last
+        arch_idx").
         """
         loss_latency = 0
-        self.model.prun_mode = None
         for idx, weight in enumerate(self.latency_weight):
-            self.model.arch_idx = idx
             if weight > 0:
                 latency = architect_latency(self.model, self.latency_size, self.table, arch_idx=idx,
                                             legacy=self.legacy_latency)
                 self.latency_supernet = float(latency.detach())
                 loss_latency = loss_latency + latency * weight
+        self.model.select(arch_idx=len(self.latency_weight) - 1, mode=None)
         return loss_latency
 
     def step(self, input_valid, target_valid):

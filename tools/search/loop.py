@@ -1,4 +1,5 @@
-"""The pretrain / search run of search/train_search.py: set-up, epochs, validation, saving and resume.
+"""The pretrain / search run of search/train_search.py: a :class:`~tools.engine.run.Run` (folder, resume,
+checkpoint, finish) whose hooks are the supernet's epochs and validation.
 
 Replaces ``main()`` of the original search/train_search.py with the same work flow and defaults:
 
@@ -12,14 +13,14 @@ Replaces ``main()`` of the original search/train_search.py with the same work fl
   a Kaiming initialisation.)
 * folders ``search-<save>-YYYYMMDD-HHMMSS`` under ``output_root``, ``log.txt``, TensorBoard, tqdm.
 
-Beyond the original: the run folder also holds ``config.json`` and, while the run is unfinished,
-``checkpoint.pt`` (model, arch parameters, optimizers, lr schedule, latency weights, loaders and RNG states),
-written atomically after every epoch's training and again after its validation; ``resume=True`` (the newest
-unfinished run of this ``save`` name) or ``resume=<folder>`` continues it and gives the same numbers as an
-uninterrupted run. Folder, lock, ``FAILED`` marker and the resume rule are training's too (tools/engine/run.py);
-a finished run (``DONE``) is never written to again. The data split is drawn from the seed (the original
-shuffled with the unseeded ``random``), and bad input (missing pretrain folder, a supernet config that does not
-match the pretrained weights, a train list too small for two halves) is one sentence.
+Beyond the original, from the shared run lifecycle (tools/engine/run.py): ``config.json``, a lock, ``FAILED`` /
+``DONE`` markers, and ``checkpoint.pt`` while the run is unfinished (model with the arch parameters, SGD, lr
+schedule, and in ``extra`` the architect with its Adam optimizers and latency weights, the loaders' and the
+zero gradients' state), written once per epoch before the validation; ``resume=True`` (the newest unfinished run
+of this ``save`` name) or ``resume=<folder>`` continues it with the same numbers as an uninterrupted run. The data
+split is drawn from the seed (the original shuffled with the unseeded ``random``), and bad input (missing
+pretrain folder, a supernet config that does not match the pretrained weights, a train list too small for two
+halves) is one sentence.
 """
 import json
 import os
@@ -31,19 +32,17 @@ from tqdm import tqdm
 
 from tools.data.datasets import dataset_from_config, read_file_list
 from tools.data.loader import get_train_loader
-from tools.engine.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tools.engine.distributed import resolve_device
-from tools.engine.run import (CONFIG_NAME, config_snapshot, get_logger, guarded_run, mark_done, open_stage_dir,
-                              summary_writer, warn_if_unfinished)
-from tools.engine.run_outputs import append_metrics
-from tools.losses import ProbOhemCrossEntropy2d, ohem_min_kept
+from tools.engine.recipe import build_criterion, build_lr_scheduler
+from tools.engine.run import CONFIG_NAME, Run, config_snapshot, warn_if_unfinished
 from tools.models.supernet import Network_Multi_Path
-from tools.search.arch_log import ArchReport, arch_latencies, arch_name, log_report, save_arch_files
+from tools.models.build import arch_name
+from tools.search.arch_log import ArchReport, arch_latencies, log_report, save_arch_files
 from tools.search.architect import Architect, adapt_latency_weights
-from tools.search.steps import lr_scheduler, train_epoch, weight_optimizer
+from tools.search.steps import train_epoch, weight_optimizer
 from tools.search.validate import HEAD_NAMES, evaluate_heads
+from tools.utils.checkpoint import load_checkpoint, save_checkpoint
 
-CHECKPOINT_NAME = "checkpoint.pt"
 WEIGHTS_NAME = "weights.pt"
 # Keys that decide the supernet's parameters: a search must use the pretraining run's values.
 SUPERNET_KEYS = ("num_classes", "layers", "Fch", "width_mult_list", "prun_modes", "stem_head_width")
@@ -64,14 +63,7 @@ def check_config(config):
         raise SearchSetupError(f"fps_source={config.fps_source!r} is unknown; use one of {FPS_SOURCES}.")
 
 
-# ---- model, criterion, pretrained weights -------------------------------------------------------------------
-def build_criterion(config):
-    """ProbOhemCrossEntropy2d(ignore 255, thresh 0.7, min_kept from train_search.py's formula)."""
-    min_kept = ohem_min_kept(config.batch_size, config.image_height, config.image_width, config.gt_down_sampling)
-    return ProbOhemCrossEntropy2d(ignore_label=config.ignore_label, thresh=0.7, min_kept=min_kept,
-                                  use_weight=False)
-
-
+# ---- model, pretrained weights -------------------------------------------------------------------------
 def build_supernet(config, criterion=None, device="cpu"):
     """The supernet of the config on ``device``; Kaiming init unless it will be loaded from a pretraining."""
     model = Network_Multi_Path(config.num_classes, config.layers, criterion, Fch=config.Fch,
@@ -181,6 +173,7 @@ def open_latency_table(config, device, run_dir=None):
     return table
 
 
+
 # ---- resume -------------------------------------------------------------------------------------------------
 def restore_zero_grads(model, indices):
     """Give the parameters that had a ``.grad`` when the checkpoint was written a zero one again: with
@@ -191,27 +184,39 @@ def restore_zero_grads(model, indices):
             p.grad = torch.zeros_like(p)
 
 
+def upgrade_search_checkpoint(state):
+    """A search checkpoint written before the shared layout (``optimizer``, ``scheduler``, ``architect``,
+    ``loaders``... at the top level) in the shared one; None when ``state`` is no search checkpoint."""
+    if not all(key in state for key in ("epoch", "model", "optimizer", "scheduler", "loaders", "rng", "history")):
+        return None
+    return {"epoch": state["epoch"], "model": state["model"], "optimizers": {"weights": state["optimizer"]},
+            "schedulers": {"lr": state["scheduler"]}, "rng": state["rng"], "history": state["history"],
+            "extra": {"architect": state.get("architect"), "loaders": state["loaders"],
+                      "grad_allocated": state.get("grad_allocated", []),
+                      "pending_eval": bool(state.get("pending_validation", False))}}
+
+
 # ---- the run ----------------------------------------------------------------------------------------------
 def run(config, table=None, progress=True):
     """Entry point of search/train_search.py; returns the run folder. ``table`` overrides the lookup table."""
-    search = SearchRun(config, progress=progress)
-    with guarded_run(search.run_dir, search.lock):
-        search.setup(table)
-        return search.execute()
+    return SearchRun(config, table=table, progress=progress).launch()
 
 
-class SearchRun:
-    """State of one pretrain/search invocation: model, architect, optimizers, loaders, folder, history."""
+class SearchRun(Run):
+    """One pretrain/search invocation: supernet, architect, optimizer, loaders; the lifecycle is :class:`Run`'s."""
 
-    def __init__(self, config, progress=True):
+    prefix = "search"
+
+    def __init__(self, config, table=None, progress=True):
         """Everything that checks the inputs (pretrained weights, lists, image sizes), then the locked folder."""
         check_config(config)
-        self.config = config
+        super().__init__(config)
         self.progress = progress
+        self.table = table
         self.pretrain = config.pretrain
         self.searching = not is_pretraining(config)
         self.device = resolve_device(config.device)
-        self._seed(config.seed)
+        self.seed()
         self.model = build_supernet(config, build_criterion(config), self.device)
         if isinstance(config.pretrain, str) and not config.resume:   # a resumed run restores its own weights
             load_pretrained(self.model, config.pretrain, config)
@@ -219,80 +224,62 @@ class SearchRun:
         self.val_set = dataset_from_config(config, "val")
         self.loader_model, self.loader_arch = make_loaders(config, index_select)
         # the folder is made (or the resumed one locked) only once the inputs above are known to be usable
-        self.run_dir, self.lock, self.notes = open_stage_dir(config, "search", CHECKPOINT_NAME, bool(config.resume))
+        self.open_folder()
 
-    def setup(self, table=None):
-        """Logger, optimizers, latency table and architect (inside the folder's failure guard)."""
+    def setup(self):
+        """Optimizer, lr schedule, latency table and architect (inside the folder's failure guard)."""
         config = self.config
-        self.logger = get_logger(self.run_dir)
-        self.writer = summary_writer(self.run_dir)
-        for note in self.notes:
-            self.logger.info("%s", note)
         if isinstance(config.pretrain, str):
             warn_if_unfinished(self.logger, "pretrain", config.pretrain)
         self.optimizer = weight_optimizer(self.model, config.lr, config.momentum, config.weight_decay)
-        self.scheduler = lr_scheduler(self.optimizer, config.lr_decay)
-        if self.searching and table is None:
-            table = open_latency_table(config, self.device, self.run_dir)
-        self.table = table
+        self.optimizers = {"weights": self.optimizer}
+        self.schedulers = {"lr": build_lr_scheduler(self.optimizer, config)}
+        if self.searching and self.table is None:
+            self.table = open_latency_table(config, self.device, self.run_dir)
         self.architect = None
         if self.searching:
             self.architect = Architect(self.model, config.latency_weight, self.table,
                                        (3, config.latency_height, config.latency_width), config.arch_learning_rate,
                                        legacy_latency=config.legacy_latency)
         self.history = {"mIoU": [], "fps": [], "latency_weight": [], "latency_supernet": [], "loss": []}
-        self.start_epoch = 0
-        self.pending_validation = False
 
-    @staticmethod
-    def _seed(seed):
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        if torch.cuda.is_available():
-            torch.cuda.manual_seed(seed)
-
-    # ---- orchestration ----------------------------------------------------------------------------------
-    def execute(self):
+    def begin(self):
         config = self.config
-        if config.resume:
-            self.restore()
-        else:
-            self.logger.info("args = %s", json.dumps(config_snapshot(config), sort_keys=True))
-            n_params = sum(p.numel() for p in self.model.weight_parameters())
-            self.logger.info("params = %.3fM (weights), arch params = %d", n_params / 1e6,
-                             sum(p.numel() for p in self.model.arch_parameters()))
-            if self.searching:
-                for idx, weight in enumerate(self.architect.latency_weight):
-                    self.writer.add_scalar(f"arch/latency_weight_{arch_name(idx)}", weight, 0)
-                    self.logger.info("arch_latency_weight_%s = %s", arch_name(idx), weight)
-        if self.pending_validation:     # the run stopped during the validation of its last epoch: finish it
-            self.end_of_epoch(self.start_epoch - 1)
-        bar = tqdm(range(self.start_epoch, config.nepochs), ncols=80, disable=not self.progress)
-        for epoch in bar:
-            bar.set_description(f"[Epoch {epoch + 1}/{config.nepochs}][train...]")
-            self.train_one_epoch(epoch)
-            self.save(epoch + 1, pending_validation=True)   # a failing validation never costs the epoch
-            bar.set_description(f"[Epoch {epoch + 1}/{config.nepochs}][validation...]")
-            self.end_of_epoch(epoch)
-        self.finish()
-        return self.run_dir
+        self.logger.info("args = %s", json.dumps(config_snapshot(config), sort_keys=True))
+        n_params = sum(p.numel() for p in self.model.weight_parameters())
+        self.logger.info("params = %.3fM (weights), arch params = %d", n_params / 1e6,
+                         sum(p.numel() for p in self.model.arch_parameters()))
+        if self.searching:
+            for idx, weight in enumerate(self.architect.latency_weight):
+                self.writer.add_scalar(f"arch/latency_weight_{arch_name(idx)}", weight, 0)
+                self.logger.info("arch_latency_weight_%s = %s", arch_name(idx), weight)
+
+    # ---- epochs -----------------------------------------------------------------------------------------
+    def epochs(self):
+        self.bar = tqdm(super().epochs(), ncols=80, disable=not self.progress)
+        return self.bar
+
+    def _describe(self, epoch, what):
+        if getattr(self, "bar", None) is not None:
+            self.bar.set_description(f"[Epoch {epoch + 1}/{self.config.nepochs}][{what}...]")
 
     def train_one_epoch(self, epoch):
+        self._describe(epoch, "train")
         self.logger.info("pretrain: %s | run: %s", self.pretrain, self.run_dir)
         self.epoch_lr = self.optimizer.param_groups[0]["lr"]
         self.logger.info("lr: %s | update arch: %s", self.epoch_lr, self.searching)
         stats = train_epoch(self.model, self.optimizer, self.loader_model, self.config.niters_per_epoch,
                             self.pretrain, self.config.grad_clip, self.device, architect=self.architect,
                             loader_arch=self.loader_arch, writer=self.writer, epoch=epoch, progress=self.progress)
-        self.scheduler.step()
         self.history["loss"].append(stats.mean_loss)
         self.logger.info("Epoch %d: mean train loss %.4f%s", epoch, stats.mean_loss,
                          f", mean arch loss {stats.mean_loss_arch:.4f}" if self.searching else "")
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def end_of_epoch(self, epoch):
+    def evaluate(self, epoch):
+        """The epoch's validation, ``weights.pt``, the arch files and the adapted latency weights."""
+        self._describe(epoch, "validation")
         with torch.no_grad():
             if self.searching:
                 reports = self.validate_search(epoch)
@@ -303,8 +290,7 @@ class SearchRun:
         if self.searching:
             save_arch_files(self.model, reports, self.run_dir, epoch)
             self.adapt_latency_weights(reports, epoch)
-        append_metrics(self.run_dir, self.epoch_record(epoch))
-        self.save(epoch + 1)
+        return True
 
     def epoch_record(self, epoch):
         """The metrics.jsonl record of ``epoch``: lr, mean loss, the five heads' val mIoU (pretrain: per width
@@ -328,7 +314,7 @@ class SearchRun:
         modes = ["min"] + (["max", "random"] if len(self.model._width_mult_list) > 1 else [])
         record = {}
         for mode in modes:
-            self.model.prun_mode = mode
+            self.model.select(mode=mode)
             mious = self._evaluate()
             record[mode] = mious
             for head, miou in zip(HEAD_NAMES, mious):
@@ -340,9 +326,8 @@ class SearchRun:
         """Per architecture: five-head mIoU, derived networks' latency for lasts [2,0]/[2,1], plots."""
         config = self.config
         reports = []
-        self.model.prun_mode = None
         for idx in range(len(self.model._arch_names)):
-            self.model.arch_idx = idx
+            self.model.select(arch_idx=idx, mode=None)
             mious = self._evaluate()
             lat02, lat12, net = arch_latencies(self.model, idx, (3, config.latency_height, config.latency_width),
                                                self.table, config.fps_source, legacy=config.legacy_latency,
@@ -370,51 +355,28 @@ class SearchRun:
                 self.writer.add_scalar(f"arch/latency_weight_{arch_name(idx)}", weight, epoch + 1)
                 self.logger.info("arch_latency_weight_%s = %s", arch_name(idx), weight)
 
-    # ---- persistence ------------------------------------------------------------------------------------
-    def save(self, next_epoch, pending_validation=False):
-        """checkpoint.pt: everything needed to continue at ``next_epoch`` exactly (atomic write);
-        ``pending_validation``: written before the epoch's validation, which a resume then runs first."""
-        state = {
-            "epoch": int(next_epoch),
-            "pending_validation": bool(pending_validation),
-            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "architect": self.architect.state_dict() if self.architect is not None else None,
-            "loaders": [loader_state(self.loader_model), loader_state(self.loader_arch)],
-            "rng": rng_state(),
-            "grad_allocated": [i for i, p in enumerate(self.model.parameters()) if p.grad is not None],
-            "history": self.history,
-            "config": config_snapshot(self.config),
-        }
-        save_checkpoint(state, os.path.join(self.run_dir, CHECKPOINT_NAME))
-
-    def restore(self):
-        path = os.path.join(self.run_dir, CHECKPOINT_NAME)
-        state = load_checkpoint(path, map_location="cpu")
-        if not isinstance(state, dict) or "epoch" not in state:
-            raise CheckpointError(f"checkpoint {path} is not a search checkpoint; start a new run with resume=False.")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.architect is not None and state["architect"] is not None:
-            self.architect.load_state_dict(state["architect"])
-        set_loader_state(self.loader_model, state["loaders"][0])
-        set_loader_state(self.loader_arch, state["loaders"][1])
-        set_rng_state(state["rng"])
-        restore_zero_grads(self.model, state.get("grad_allocated", []))
-        self.history = state["history"]
-        self.start_epoch = int(state["epoch"])
-        self.pending_validation = bool(state.get("pending_validation", False))
-        self.logger.info("resumed %s at epoch %d%s", self.run_dir, self.start_epoch,
-                         " (its validation first)" if self.pending_validation else "")
+    def result(self):
+        return self.run_dir
 
     def finish(self):
         if self.table is not None and getattr(self.table, "path", None) and getattr(self.table, "misses", None):
             self.table.save()
-        self.writer.close()
-        mark_done(self.run_dir)
-        checkpoint = os.path.join(self.run_dir, CHECKPOINT_NAME)
-        if os.path.exists(checkpoint):
-            os.remove(checkpoint)
-        self.logger.info("finished: %s", self.run_dir)
+        super().finish()
+
+    # ---- checkpoint: what the search keeps besides model, optimizer and schedule -------------------------
+    def extra_state(self):
+        """The architect (Adam optimizers, latency weights), the loaders' generators and which weights hold a
+        (zero) gradient: everything needed to continue at the next epoch exactly."""
+        return {"architect": self.architect.state_dict() if self.architect is not None else None,
+                "loaders": [loader_state(self.loader_model), loader_state(self.loader_arch)],
+                "grad_allocated": [i for i, p in enumerate(self.model.parameters()) if p.grad is not None]}
+
+    def load_extra(self, extra):
+        if self.architect is not None and extra["architect"] is not None:
+            self.architect.load_state_dict(extra["architect"])
+        set_loader_state(self.loader_model, extra["loaders"][0])
+        set_loader_state(self.loader_arch, extra["loaders"][1])
+        restore_zero_grads(self.model, extra.get("grad_allocated", []))
+
+    def upgrade_checkpoint(self, state):
+        return upgrade_search_checkpoint(state)

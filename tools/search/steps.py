@@ -4,7 +4,8 @@ Per step (as the original, with its fix 478b026): when searching, one architectu
 (tools/search/architect.py), then one weight step on a train-half batch: the sandwich loss
 (``model._loss(imgs, target, pretrain)``), backward, gradient clipping at ``grad_clip`` and SGD (lr 2e-2 pretrain /
 1e-2 search, momentum 0.9, weight decay 5e-4) over the weights in the original's order (stem, cells,
-refine32, refine16, heads). The learning rate decays by ``lr_decay`` (0.978) per epoch.
+refine32, refine16, heads). The learning rate decays by ``lr_decay`` (0.978) per epoch (``ExponentialLR``, built
+by tools/engine/recipe.py and stepped by the run).
 
 Deliberate differences (docs/differences.md, rows S4-S5):
 
@@ -45,11 +46,6 @@ def weight_optimizer(model, lr, momentum=0.9, weight_decay=5e-4):
     """SGD over the supernet weights (not the architecture parameters), in the original's parameter order."""
     return torch.optim.SGD(model.weight_parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
                            foreach=True)
-
-
-def lr_scheduler(optimizer, lr_decay=0.978):
-    """train_search.py's ExponentialLR, stepped once per epoch."""
-    return torch.optim.lr_scheduler.ExponentialLR(optimizer, lr_decay)
 
 
 def weight_step(model, optimizer, imgs, target, pretrain, grad_clip):

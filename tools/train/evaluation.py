@@ -12,7 +12,7 @@ import numpy as np
 
 from tools.data.datasets import dataset_from_config
 from tools.data.loader import make_train_loader
-from tools.data.fileio import write_png
+from tools.utils.fileio import write_png
 from tools.data.visualize import legend, show_img
 from tools.data.transforms import TrainTransform
 from tools.engine import distributed as dist_utils

@@ -1,12 +1,15 @@
-"""Atomic writes for every file the project produces: write a temporary file, then ``os.replace``.
+"""The one way the project writes a file: a temporary file beside it, then ``os.replace``.
 
-An interrupted run therefore never leaves a half-written PNG, JSON, list or checkpoint behind, and a failed step
-does not destroy the previous version of a file (the original wrote in place with ``cv2.imwrite`` /
-``open('w')`` / ``torch.save``). :func:`atomic_write` is the one writer: the written file gets the mode an
-ordinary ``open()`` would give it (``0o666 & ~umask``), a full disk or a folder that cannot be written is one
-sentence naming the path (:class:`WriteError`), and the temporary names are recognisable so that
-:func:`remove_temp_files` can clean up after a process that was killed while writing.
+An interrupted run therefore never leaves a half-written PNG, JSON, list, checkpoint or ONNX file behind, and a
+failed step does not destroy the previous version of a file (the original wrote in place with ``cv2.imwrite`` /
+``open('w')`` / ``torch.save``). :func:`atomic_write` is the one writer (every other helper here and every
+``save`` elsewhere goes through it): the written file gets the mode an ordinary ``open()`` would give it
+(``0o666 & ~umask``, 0644 under the usual umask), a full disk or a folder that cannot be written is one sentence
+naming the path (:class:`WriteError`), and the temporary names are recognisable so that
+:func:`remove_temp_files` can clean up after a process that was killed while writing. :func:`atomic_path` serves
+writers that insist on a file name instead of a handle (``torch.onnx.export``).
 """
+import contextlib
 import errno
 import json
 import os
@@ -61,11 +64,8 @@ def _disk_error(error):
     return None
 
 
-def atomic_write(path, write_fn, mode="wb"):
-    """Call ``write_fn(file)`` on a temporary file beside ``path``, then rename it onto ``path``.
-
-    The file is flushed to disk before the rename, so ``path`` is always either the old or the new file.
-    """
+def _temp_beside(path):
+    """A new empty temporary file in ``path``'s folder (made if missing); a disk error is a :class:`WriteError`."""
     directory = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(directory, exist_ok=True)
@@ -75,11 +75,17 @@ def atomic_write(path, write_fn, mode="wb"):
         if _disk_error(error) is None:
             raise
         raise WriteError(path, error) from error
+    os.close(fd)
+    return tmp
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary file name beside ``path``; when the block succeeds it becomes ``path`` (with the mode of
+    :func:`file_mode`), when it fails it is removed and ``path`` is untouched (disk errors: :class:`WriteError`)."""
+    tmp = _temp_beside(path)
     try:
-        with os.fdopen(fd, mode) as handle:
-            write_fn(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield tmp
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException as error:
@@ -89,6 +95,18 @@ def atomic_write(path, write_fn, mode="wb"):
         if cause is not None:
             raise WriteError(path, cause) from error
         raise
+
+
+def atomic_write(path, write_fn, mode="wb"):
+    """Call ``write_fn(file)`` on a temporary file beside ``path``, then rename it onto ``path``.
+
+    The file is flushed to disk before the rename, so ``path`` is always either the old or the new file.
+    """
+    with atomic_path(path) as tmp:
+        with open(tmp, mode) as handle:
+            write_fn(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
     return path
 
 
@@ -133,8 +151,16 @@ def write_png(path, array, rgb=True):
 
 
 def write_text(path, text):
+    """Write ``text`` as UTF-8."""
     atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
-def write_json(path, obj):
-    write_text(path, json.dumps(obj, indent=2) + "\n")
+def write_json(path, obj, indent=2):
+    """Write ``obj`` as JSON with a final newline (``indent=2`` unless a format asks for another)."""
+    write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def read_json(path):
+    """The JSON value stored at ``path`` (UTF-8)."""
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)

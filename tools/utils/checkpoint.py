@@ -1,16 +1,18 @@
-"""Atomic checkpoint files and resume.
+"""Checkpoint files: written atomically, read back with ``weights_only=True``, plus the random generators' state.
 
 The original saved with ``torch.save(obj, path)`` straight into the run folder, so a kill during the write left
-a truncated file and the run could not be resumed. Here every file is written next to its destination and
-renamed into place by the project's one atomic writer (``tools.data.fileio.atomic_write``: ``os.replace`` is
-atomic on POSIX and Windows), and everything is read back with ``weights_only=True``: a checkpoint holds tensors,
-numbers, strings, lists and dicts only.
+a truncated file and the run could not be resumed. Here every file goes through the project's one atomic writer
+(:func:`tools.utils.fileio.atomic_write`), and everything is read back with ``weights_only=True``: a checkpoint
+holds tensors, numbers, strings, lists and dicts only. What a checkpoint contains (its layout) is the run's
+business (tools/engine), not this module's.
 """
 import os
+import random
 
+import numpy as np
 import torch
 
-from tools.data.fileio import atomic_write
+from tools.utils.fileio import atomic_write
 
 
 class CheckpointError(RuntimeError):
@@ -36,9 +38,6 @@ def load_checkpoint(path, map_location="cpu", produced_by=None):
 
 def rng_state():
     """Every random generator the pipelines use, as tensors/lists that survive weights_only loading."""
-    import random
-
-    import numpy as np
     numpy_state = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
@@ -55,9 +54,6 @@ def rng_state():
 
 def set_rng_state(state):
     """Restore what :func:`rng_state` captured."""
-    import random
-
-    import numpy as np
     torch.set_rng_state(state["torch"])
     version, internal, gauss = state["python"][1], state["python"][0], state["python"][2]
     random.setstate((version, tuple(internal), gauss))

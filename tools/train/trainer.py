@@ -1,81 +1,38 @@
-"""One training run's inner loop: the loss, the optimizer step (with optional AMP), the epoch, and resume state.
+"""One training run's inner loop: the loss, the optimizer step (with optional AMP), the epoch.
 
-Replaces ``train()`` and ``adjust_learning_rate`` of the original train/train.py and the ``init_weight`` call
-(tools/utils/init_func.py). The math is the original's:
+Replaces ``train()`` of the original train/train.py (the networks' Kaiming initialisation is the builder's,
+tools/models/build.py). The math is the original's:
 
 * loss = OHEM(pred8) + 0.2 * (OHEM(pred16) + OHEM(pred32)) for the trained network, plus, in student mode, the
-  KL distillation of the student's pred8 towards the frozen teacher's output (tools/distill.py);
+  KL distillation of the student's pred8 towards the frozen teacher's output (tools/train/distill.py);
 * the teacher runs in eval mode under ``no_grad`` and is never given to the optimizer;
-* SGD (lr 0.01, momentum 0.9, weight decay 5e-4), the learning rate multiplied by 0.992 after every epoch
-  (``lr_schedule='exponential'``; 'poly' and 'cosine' with a warm-up are per-iteration options of ours);
+* SGD (lr 0.01, momentum 0.9, weight decay 5e-4); the learning rate follows the schedule of
+  tools/engine/recipe.py (the original's x0.992 per epoch, stepped by the run; 'poly' and 'cosine' with a
+  warm-up, per-iteration options of ours, are stepped here after every iteration);
 * the train mIoU of every network is accumulated over the epoch from its pred8 (the original's Seg_Metrics).
 
-Beyond the original: mixed precision (fp16 with a GradScaler on CUDA, bf16 on CPU; losses in float32), a
-non-finite loss stops the run after saving the weights from before that step, and the state needed to resume
-(model, optimizer, scaler) comes out of :meth:`Trainer.state_dict`.
+Beyond the original: mixed precision (fp16 with a GradScaler on CUDA, bf16 on CPU; losses in float32), and a
+non-finite loss stops the run after saving the weights from before that step. What resume needs (model,
+optimizer, schedule, scaler) is saved by the run (tools/train/loop.py).
 """
 import contextlib
-import math
 
 import torch
-import torch.nn as nn
 from tqdm import tqdm
 
 from tools.engine import distributed as dist_utils
-from tools.engine.checkpoint import save_checkpoint
 from tools.engine.metrics import RunningIoU
-from tools import init_func
-from tools.losses import ProbOhemCrossEntropy2d, ohem_min_kept
+from tools.utils.checkpoint import save_checkpoint
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the message names the iteration and where the weights were saved."""
 
 
-def init_weight(model, bn_eps=1e-5, bn_momentum=0.1):
-    """The original train.py init: Kaiming-normal (fan_in, relu) convs, unit BatchNorms with eps/momentum."""
-    init_func.init_weight(model, nn.init.kaiming_normal_, nn.BatchNorm2d, bn_eps, bn_momentum, mode="fan_in",
-                          nonlinearity="relu")
-    return model
-
-
-def build_criterion(config, batch_per_process):
-    """ProbOhemCrossEntropy2d(thresh 0.7) with train.py's min_kept for the batch one process sees."""
-    min_kept = ohem_min_kept(batch_per_process, config.image_height, config.image_width, config.gt_down_sampling)
-    return ProbOhemCrossEntropy2d(ignore_label=config.ignore_label, thresh=0.7, min_kept=min_kept, use_weight=False)
-
-
 def build_optimizer(model, config):
     """SGD over the trained network only (the teacher is never handed to the optimizer, as the original)."""
     return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                            weight_decay=config.weight_decay)
-
-
-def adjust_learning_rate(optimizer, power):
-    """lr <- lr * power for every parameter group (called once per finished epoch, power 0.992)."""
-    for group in optimizer.param_groups:
-        group["lr"] = group["lr"] * power
-
-
-LR_SCHEDULES = ("exponential", "poly", "cosine")
-
-
-def iteration_lr(base_lr, schedule, iteration, total_iters, warmup_iters=0, power=0.9):
-    """The learning rate of iteration ``iteration`` for the per-iteration schedules 'poly' and 'cosine'.
-
-    A linear warm-up from ``base_lr / warmup_iters`` to ``base_lr`` over the first ``warmup_iters`` iterations,
-    then ``(1 - t/T)^power`` ('poly') or ``(1 + cos(pi t/T)) / 2`` ('cosine') of ``base_lr`` with ``t`` counted
-    after the warm-up and ``T = total_iters - warmup_iters``. Not the original's: it decays x0.992 per epoch
-    ('exponential', :func:`adjust_learning_rate`), made for 600,000 GPU iterations (docs/differences.md TR12).
-    """
-    if iteration < warmup_iters:
-        return base_lr * (iteration + 1) / warmup_iters
-    progress = min(1.0, (iteration - warmup_iters) / max(1, total_iters - warmup_iters))
-    if schedule == "poly":
-        return base_lr * (1.0 - progress) ** power
-    if schedule == "cosine":
-        return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise ValueError(f"lr_schedule={schedule!r} has no per-iteration rate; use one of {LR_SCHEDULES}.")
 
 
 def segmentation_loss(outputs, target, criterion, aux_weight=0.2):
@@ -110,12 +67,13 @@ class Trainer:
     """Trains ``model`` (the teacher alone, or the student) with an optional frozen ``teacher`` for distillation.
 
     ``model`` may be DDP-wrapped (tools.engine.distributed.wrap_model). ``arch_indices`` names the networks in
-    the metrics (teacher 0, student 1), ``nan_path(iteration)`` says where to save on a non-finite loss.
+    the metrics (teacher 0, student 1), ``nan_path(iteration)`` says where to save on a non-finite loss, and
+    ``lr_scheduler`` (a per-iteration schedule, tools/engine/recipe.py) is stepped after every step.
     """
 
     def __init__(self, model, optimizer, criterion, device, teacher=None, distill=None, aux_weight=0.2,
                  amp=False, num_classes=19, ignore_label=255, writer=None, nan_path=None, show_progress=True,
-                 lr_at=None):
+                 lr_scheduler=None):
         if (teacher is None) != (distill is None):
             raise ValueError("a teacher needs a distillation loss and a distillation loss needs a teacher.")
         self.model = model
@@ -132,7 +90,7 @@ class Trainer:
         self.writer = writer
         self.nan_path = nan_path
         self.show_progress = show_progress
-        self.lr_at = lr_at              # iteration -> learning rate (per-iteration schedules), or None
+        self.lr_scheduler = lr_scheduler
         if teacher is not None:
             freeze(teacher)
 
@@ -198,10 +156,9 @@ class Trainer:
         for step in bar:
             images, target = unpack_batch(next_batch(batches, loader, epoch, step))
             iteration = epoch * niters + step
-            if self.lr_at is not None:
-                for group in self.optimizer.param_groups:
-                    group["lr"] = self.lr_at(iteration)
             result = self.train_step(images, target, iteration)
+            if self.lr_scheduler is not None:
+                self.lr_scheduler.step()
             total += result["loss"]
             target = target.to(self.device)
             metrics[trained_arch].update(result["pred8"].argmax(1), target)
@@ -215,17 +172,6 @@ class Trainer:
             metric.all_reduce()
         loss = dist_utils.all_reduce_mean(total / max(niters, 1), self.device)
         return {"loss": loss, "mIoU": {arch: metric.miou() for arch, metric in metrics.items()}}
-
-    def state_dict(self):
-        """What resume needs besides the epoch and RNG: the trained weights, the optimizer and the scaler."""
-        return {"model": dist_utils.unwrap_model(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict()}
-
-    def load_state_dict(self, state):
-        dist_utils.unwrap_model(self.model).load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
 
 
 def freeze(model):

@@ -1,0 +1,30 @@
+"""Which torch device a setting names: the one place that turns ``device='auto'|'cpu'|'cuda'|'cuda:N'`` into a
+``torch.device``.
+
+The original hard-coded ``.cuda()``; here every stage takes a ``device`` key. Training under torchrun gives each
+process its own GPU (a bare ``'cuda'`` becomes ``cuda:<local_rank>``); latency measurement keeps a bare
+``'cuda'`` as torch's current device. Both go through :func:`resolve_device`.
+"""
+import torch
+
+
+class DeviceUnavailableError(ValueError):
+    """A CUDA device asked for where this torch build sees none; the message says what to use instead."""
+
+
+def resolve_device(device="auto", local_rank=None, error=DeviceUnavailableError):
+    """'auto' (or None) -> CUDA when available, else cpu; anything else is parsed by ``torch.device``.
+
+    With ``local_rank`` given, a CUDA device without an index becomes ``cuda:<local_rank>`` (this torchrun
+    process's GPU). A CUDA request on a machine without CUDA raises ``error`` (callers pass their own error class
+    so that their callers catch what they always caught).
+    """
+    if device is None or str(device) == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(str(device))
+    if device.type == "cuda" and device.index is None and local_rank is not None:
+        device = torch.device(f"cuda:{local_rank}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise error(f"device '{device}' was asked for but this torch build sees no CUDA GPU; use device='cpu' or "
+                    f"'auto', or install a CUDA build of torch.")
+    return device
