@@ -176,7 +176,7 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_weights(workspace, mon
 
 def write_old_training_checkpoint(folder):
     """Rewrite ``folder``'s checkpoint in training's layout before the shared one, as the previous version left
-    it (pretrained/camvid/wip): ``{epoch, trainer: {model, optimizer, scaler}, rng, history, arch_idx}``, written
+    it (the CamVid run of commit 2a9c52a): ``{epoch, trainer: {model, optimizer, scaler}, rng, history, arch_idx}``, written
     again after the validation, without the lr schedule."""
     state = torch.load(os.path.join(folder, "checkpoint.pt"), weights_only=True)
     evaluated = os.path.join(folder, "checkpoint_evaluated.pt")
