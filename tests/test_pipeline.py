@@ -132,6 +132,16 @@ def test_camvid_main_job_wires_the_cpu_presets_and_links_the_data(tmp_path, monk
     search = load_config("camvid_search_cpu", pipeline.search_args() + ["pretrain=True"])
     assert search.lut_path.endswith("lut_pytorch_cpu_384x480.json") and search.dataset_path == str(data)
     assert 0.0 < chance_miou(teacher) < 0.2
+    # the lookup table and the latency report are made for CamVid's 11 classes (the heads' table entries)
+    pipeline.stage_lut()
+    lut_call = calls[-1]
+    assert lut_call[0] == "latency/latency_lookup_table.py" and "num_classes=11" in lut_call[1]
+    pipeline.state["lut"] = {"file": search.lut_path}
+    os.makedirs(pipeline.folder("search"), exist_ok=True)
+    report = tmp_path / "runs" / "latency_report.json"
+    report.write_text("{}")
+    pipeline.stage_latency()
+    assert calls[-1][0] == "latency/run_latency.py" and "num_classes=11" in calls[-1][1]
 
 
 def test_camvid_published_variant_skips_the_search(tmp_path):

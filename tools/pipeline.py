@@ -184,6 +184,7 @@ class Pipeline:
             f"device='{self.device}'",   # the search refuses a table made on another device
             f"latency_backend='{config.latency_backend}'", f"lut_path='{path}'", f"layers={config.layers}",
             f"Fch={config.Fch}", f"width_mult_list={list(config.width_mult_list)}",
+            f"num_classes={config.num_classes}",    # the heads' entries: the search reads them for its classes
             f"lut_fch_cells=[{config.Fch}]", f"lut_fch_heads=[{config.Fch}]",
             f"lut_budget_s={config.lut_budget_s}", f"lut_calib_s={config.lut_calib_s}"])
         return {"file": path}
@@ -224,7 +225,7 @@ class Pipeline:
             where = ["load_path=''", f"lut_path='{self.lut_file()}'", "lut_measure_misses=True",
                      f"lut_budget_s={search.lut_budget_s}", f"lut_calib_s={search.lut_calib_s}"]
         run_script("latency/run_latency.py", where + self.supernet_args() + [
-            f"image_height={search.latency_height}", f"image_width={search.latency_width}",
+            f"num_classes={search.num_classes}", f"image_height={search.latency_height}", f"image_width={search.latency_width}",
             f"device='{self.device}'", f"latency_backend='{search.latency_backend}'", f"output_root='{self.root}'",
             f"json='{report_path}'"])
         with open(report_path) as handle:
