@@ -9,6 +9,11 @@ a lookup table measured on this machine (entries timed on demand and kept in ben
 reuses them), measures the whole network with the same backend, and reports Spearman's rho between estimate
 and measurement and the mean measured/estimated ratio. Target: rho >= 0.95. On a machine shared with other jobs,
 ``--threads 1 --clock process`` (CPU time of a single-threaded run) gives stable figures.
+
+The table is made the way latency/latency_lookup_table.py makes one (issue 17): the entries the networks read,
+glue included, timed in ``--entry-rounds`` interleaved passes, then calibrated against ``--calibration-networks``
+other random networks of the same family (seeds from 1000; this benchmark's networks come from seeds 0, 1, ...).
+``--plain`` makes the table as before issue 17 (one pass, no glue, no calibration) for comparison.
 """
 import os, sys  # noqa: E401
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -20,12 +25,10 @@ import time  # noqa: E402
 import torch  # noqa: E402
 
 from tools.latency.backends import device_name, make_measurer, measure_latency  # noqa: E402
-from tools.latency.expected import derived_latency  # noqa: E402
-from tools.latency.table import load_table  # noqa: E402
-from tools.models.derive import DerivationError  # noqa: E402
-from tools.models.derived import Network_Multi_Path_Infer  # noqa: E402
+from tools.latency.calibrate import calibrate_table, random_networks  # noqa: E402
+from tools.latency.expected import derived_latency, derived_specs, table_has_glue  # noqa: E402
+from tools.latency.table import fill_table, load_table  # noqa: E402
 
-WIDTHS = [4. / 12, 6. / 12, 8. / 12, 10. / 12, 1.]
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -53,27 +56,6 @@ def spearman(x, y):
     return cov / var
 
 
-def random_network(seed, layers=16, Fch=12):
-    """A derived network from random architecture parameters; None when the derivation rules reject it."""
-    generator = torch.Generator().manual_seed(seed)
-    scale = (0.5, 1.0, 3.0)[seed % 3]
-    # per-architecture preferences (thin or wide, light or heavy operators) spread the latencies, as a search
-    # under different latency weights would
-    width_bias = 4 * (torch.rand(1, generator=generator) - 0.5) * torch.linspace(-1, 1, 5)
-    op_bias = 2 * torch.randn(5, generator=generator)
-    alphas = [scale * torch.randn(layers - k, 5, generator=generator) + op_bias for k in range(3)]
-    betas = [None] + [scale * torch.randn(layers - k, 2, generator=generator) for k in (2, 3)]
-    ratios = [scale * torch.randn(n, 5, generator=generator) + width_bias
-              for n in (layers - 1, layers - 1, layers - 2)]
-    lasts = [2, 1] if seed % 4 else [2, 0]
-    try:
-        net = Network_Multi_Path_Infer(alphas, betas, ratios, layers=layers, Fch=Fch, width_mult_list=WIDTHS,
-                                       stem_head_width=(8. / 12, 8. / 12), aux_heads=False)
-        return net.build_structure(lasts).eval()
-    except DerivationError:
-        return None
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--height", type=int, default=256)
@@ -91,26 +73,39 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=1, help="interleaved measurements of every network (min kept)")
     parser.add_argument("--statistic", default="median", choices=("median", "min"),
                         help="per-iteration time reported: median of the groups, or their minimum")
+    parser.add_argument("--entry-rounds", type=int, default=2, help="interleaved timing passes over the entries")
+    parser.add_argument("--calibration-networks", type=int, default=4,
+                        help="random networks measured whole to calibrate the table (0: none)")
+    parser.add_argument("--calibration-budget", type=float, default=1.0, help="seconds per calibration network")
+    parser.add_argument("--plain", action="store_true",
+                        help="the table as before issue 17: one pass, no glue entries, no calibration")
     parser.add_argument("--out", default="")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     size = (3, args.height, args.width)
-    tag = f"{torch.device(args.device).type}_{torch.get_num_threads()}t_{args.clock}_{args.statistic}"
+    tag = f"{torch.device(args.device).type}_{torch.get_num_threads()}t_{args.clock}_{args.statistic}" + (
+        "_plain" if args.plain else "")
     lut = args.lut or os.path.join(RESULTS, f"lut_{tag}_{args.height}x{args.width}.json")
     timing = dict(repeats=args.repeats, statistic=args.statistic, clock=args.clock)
     measurer = make_measurer(args.backend, args.device, budget_s=args.lut_budget, calib_s=0.05, **timing)
     table = load_table(lut, resolution=(args.height, args.width), device=args.device, backend=measurer.backend,
                        precision="fp32", measure=True, measurer=measurer)
-    table.autosave = False
-    networks, seed = [], 0
+    if args.plain:
+        args.entry_rounds, args.calibration_networks = 1, 0
+        table.meta["glue"] = False
+    glue = table_has_glue(table)
     start = time.perf_counter()
-    while len(networks) < args.count:
-        net = random_network(seed)
-        seed += 1
-        if net is not None:
-            networks.append((seed - 1, net, derived_latency(net, size, table).latency_ms))
-            table.save()
+    found = random_networks(args.count, 0)
+    added = fill_table(table, [("bench", spec) for _, net in found
+                               for _, spec in derived_specs(net, size, glue=glue)[0]],
+                       progress=False, rounds=args.entry_rounds)
+    # as latency_lookup_table.py: calibrated once; a rerun on a complete table measures the networks only
+    if args.calibration_networks and (added or "calibration" not in table.meta):
+        calibration = calibrate_table(table, size, count=args.calibration_networks, rounds=args.entry_rounds,
+                                      budget_s=args.calibration_budget, progress=False)
+        print(f"calibration over {len(calibration['networks'])} networks: scale {calibration['scale']:.3f}")
+    networks = [(seed, net, derived_latency(net, size, table).latency_ms) for seed, net in found]
     measured = {index: [] for index in range(len(networks))}
     for _ in range(args.rounds):  # interleaved rounds: a slow phase of the machine hits every network alike
         for index, (_, net, _) in enumerate(networks):
@@ -125,16 +120,24 @@ def main(argv=None):
               f"ratio {best / estimate:.3f}")
     rho = spearman([r["estimate_ms"] for r in rows], [r["measured_ms"] for r in rows])
     mean_ratio = sum(r["ratio"] for r in rows) / len(rows)
+    # the measurement's own repeatability: the ranking of the networks by their first vs their second round. On a
+    # machine whose speed drifts (a shared VM), this bounds the rho any table can show against one measurement.
+    retest = spearman([measured[i][0] for i in measured], [measured[i][1] for i in measured]) \
+        if args.rounds >= 2 else None
     result = {"device": device_name(args.device), "backend": measurer.backend, "precision": "fp32",
               "threads": torch.get_num_threads(), "clock": args.clock, "statistic": args.statistic,
               "repeats": args.repeats, "rounds": args.rounds, "load_average": list(os.getloadavg()),
               "resolution": [args.height, args.width], "batch": 1,
               "table": os.path.relpath(lut, os.path.dirname(RESULTS)), "table_entries": len(table),
-              "spearman_rho": rho, "mean_ratio_measured_over_table": mean_ratio, "networks": rows,
+              "table_glue": glue, "entry_rounds": args.entry_rounds,
+              "calibration": table.meta.get("calibration"),
+              "spearman_rho": rho, "mean_ratio_measured_over_table": mean_ratio,
+              "retest_rho_round1_vs_round2": retest, "networks": rows,
               "seconds": time.perf_counter() - start, "torch": torch.__version__,
               "date": time.strftime("%Y-%m-%d %H:%M")}
     print(f"Spearman rho {rho:.3f}, mean measured/table {mean_ratio:.3f} over {len(rows)} networks "
-          f"({len(table)} table entries, {result['seconds']:.0f} s)")
+          f"({len(table)} table entries, {result['seconds']:.0f} s)"
+          + (f"; the measurement itself, round 1 vs round 2: rho {retest:.3f}" if retest is not None else ""))
     name = f"lut_fidelity_{tag}_{args.height}x{args.width}.json"
     out = args.out or os.path.join(RESULTS, name)
     with open(out, "w") as handle:

@@ -6,7 +6,10 @@
 ``lut_plan="full"`` times the original's grid (every cell operator x scale x in/out width x stride, stem,
 arms/refines, FFM and heads for ``lut_fch_cells`` / ``lut_fch_heads``); ``lut_plan="derived"`` only the entries
 the derived networks of ``load_path`` read. The table is saved after every entry and an interrupted run resumes
-where it stopped; a table made on another device or at another resolution is refused.
+where it stopped; a table made on another device or at another resolution is refused. Every entry is timed in
+``lut_rounds`` interleaved passes (fastest kept); the table then holds the glue between the modules
+(upsamplings, concatenations) and ends with a calibration against ``lut_calibration_networks`` random networks of
+the search space measured whole (tools/latency/calibrate.py; issue 17).
 """
 import os, sys  # noqa: E401
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -15,19 +18,25 @@ import argparse  # noqa: E402
 
 from tools.config import add_config_arguments, config_from_args  # noqa: E402
 from tools.latency.backends import make_measurer, resolve_device  # noqa: E402
-from tools.latency.keys import original_table_specs  # noqa: E402
+from tools.latency.calibrate import calibrate_table  # noqa: E402
+from tools.latency.expected import table_has_glue  # noqa: E402
+from tools.latency.keys import glue_table_specs, original_table_specs  # noqa: E402
 from tools.latency.report import derived_table_specs  # noqa: E402
 from tools.latency.table import TableError, fill_table, load_table  # noqa: E402
 
 
-def table_specs(config):
-    """The entries to time for the config's plan."""
+def table_specs(config, glue=True):
+    """The entries to time for the config's plan (with the glue entries when the table holds glue)."""
     if config.lut_plan == "full":
-        return original_table_specs(config.image_height, config.image_width, config.lut_fch_cells,
-                                    config.lut_fch_heads, config.width_mult_list, max(config.lut_fch_cells),
-                                    config.num_classes)
+        grid = (config.image_height, config.image_width)
+        specs = original_table_specs(*grid, config.lut_fch_cells, config.lut_fch_heads, config.width_mult_list,
+                                     max(config.lut_fch_cells), config.num_classes)
+        if glue:
+            specs += glue_table_specs(*grid, config.lut_fch_heads, config.width_mult_list,
+                                      max(config.lut_fch_cells), config.num_classes)
+        return specs
     if config.lut_plan == "derived":
-        return derived_table_specs(config)
+        return derived_table_specs(config, glue=glue)
     raise TableError(f"lut_plan must be 'full' or 'derived', got {config.lut_plan!r}.")
 
 
@@ -44,11 +53,26 @@ def main(argv=None):
                              calib_s=config.lut_calib_s)
     table = load_table(path, resolution=(config.image_height, config.image_width), device=device,
                        backend=measurer.backend, precision=config.precision, measurer=measurer)
-    specs = table_specs(config)
+    specs = table_specs(config, glue=table_has_glue(table))
     print(f"{len(specs)} entries planned, {sum(s.key in table for _, s in specs)} already in {path}; "
           f"timing on {measurer.device} with {measurer.backend} ({config.precision})")
-    added = fill_table(table, specs)
+    added = fill_table(table, specs, rounds=config.lut_rounds)
     print(f"added {len(added)} entries; {path} now holds {len(table)}")
+    if config.lut_calibration_networks > 0 and (added or "calibration" not in table.meta):
+        calibration = calibrate_table(table, (3, config.image_height, config.image_width),
+                                      count=config.lut_calibration_networks, rounds=config.lut_rounds,
+                                      budget_s=config.lut_calibration_budget_s, **calibration_networks(config))
+        ratios = ", ".join(f"{row['measured_ms'] / row['table_ms']:.2f}" for row in calibration["networks"])
+        print(f"calibration: measured / table sum {ratios} over {len(calibration['networks'])} random networks; "
+              f"lookups are scaled by {calibration['scale']:.3f}")
+
+
+def calibration_networks(config):
+    """The random networks' settings: the config's space, at a cell width and a head width the table holds."""
+    Fch = config.Fch if config.Fch in config.lut_fch_cells else config.lut_fch_cells[0]
+    head = min(config.lut_fch_heads) / Fch
+    return dict(layers=config.layers, Fch=Fch, width_mult_list=list(config.width_mult_list),
+                stem_head_width=(head, head), num_classes=config.num_classes)
 
 
 if __name__ == "__main__":

@@ -275,3 +275,47 @@ def test_search_legacy_switch_sets_the_latency_loss_to_the_original_figures(tabl
     torch.manual_seed(0)
     fixed = float(Architect(net, [0, 1e-2], table_1080ti, latency_size=SIZE).latency_loss().detach())
     assert fixed != pytest.approx(loss, rel=1e-3)
+
+
+def test_glue_reads_follow_the_forward_pass_only_for_tables_that_hold_glue(table_1080ti):
+    """Issue 17: a table with ``glue`` adds, for the published student (lasts [2, 1]), the x2 upsampling and the
+    concatenation before each of its 3 refinements, the branch concatenation and the final x8 upsampling, with
+    the shapes the forward pass really has; the published table reads none of them (its figures stay)."""
+    net = build_derived(load_arch(published_arch_path(1)), 1, stem_head_width=STEM_HEAD[1], aux_heads=False).eval()
+    size = (3, 128, 256)
+    glued = LatencyTable(meta={"glue": True}, measure=True, measurer=synthetic_measurer)
+    estimate = derived_latency(net, size, glued)
+    glue = [key for (key, _), part in zip(estimate.reads, estimate.parts) if part == "glue"]
+    assert [key.split("_")[0] for key in glue] == ["interp", "cat"] * 3 + ["cat", "interp"]
+    assert glue[-1] == "interp_H16_W32_C19_factor8" and glue[-2] == "cat_H16_W32_Cin64_Cout128"
+    plain = derived_latency(net, size, LatencyTable(measure=True, measurer=synthetic_measurer))
+    assert "glue" not in plain.parts
+    assert estimate.latency_ms == pytest.approx(plain.latency_ms + estimate.part_ms("glue"))
+    assert estimate.out_size == plain.out_size == (19, 16, 32)
+    # the glue shapes are the shapes of the forward pass: every upsampling's input and every concatenation's
+    # output exist in it (recorded by patching F.interpolate and torch.cat)
+    seen = []
+    real_interpolate, real_cat = F.interpolate, torch.cat
+
+    def interpolate(x, *args, **kwargs):
+        out = real_interpolate(x, *args, **kwargs)
+        seen.append("interp_H%d_W%d_C%d_factor%d" % (x.size(2), x.size(3), x.size(1), out.size(2) // x.size(2)))
+        return out
+
+    def cat(tensors, dim=0):
+        out = real_cat(tensors, dim=dim)
+        seen.append("cat_H%d_W%d_Cin%d_Cout%d" % (out.size(2), out.size(3), tensors[0].size(1), out.size(1)))
+        return out
+    import tools.models.derived as derived_module
+    patched_torch = type("T", (), {"cat": staticmethod(cat), "__getattr__": lambda self, name: getattr(torch, name)})()
+    old_F, old_torch = derived_module.F, derived_module.torch
+    derived_module.F = type("F", (), {"interpolate": staticmethod(interpolate),
+                                      "__getattr__": lambda self, name: getattr(F, name)})()
+    derived_module.torch = patched_torch
+    try:
+        with torch.no_grad():
+            net(torch.randn(1, *size))
+    finally:
+        derived_module.F, derived_module.torch = old_F, old_torch
+    assert sorted(seen) == sorted(glue)
+    assert table_1080ti.meta.get("glue") is None

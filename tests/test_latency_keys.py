@@ -4,7 +4,8 @@ import os
 import pytest
 import torch
 
-from tools.latency.keys import LatencyKeyError, OpSpec, op_spec, original_table_specs, parse_key
+from tools.latency.keys import (LatencyKeyError, OpSpec, concat_spec, glue_table_specs, op_spec,
+                                original_table_specs, parse_key)
 from tools.latency.table import import_npy
 from tools.ops.heads import FeatureFusion, Head
 from tools.ops.primitives import OPS, PRIMITIVES, BasicResidual_downup_2x, ConvNorm
@@ -100,6 +101,10 @@ def test_unknown_module_is_refused():
     "ConvNorm_H16_W32_Cin24_Cout8_kernel1_stride1",
     "ff_H16_W32_C16",
     "head_H16_W32_Cin16_Cout19",
+    "interp_H16_W32_C19_factor8",
+    "interp_H4_W8_C128_factor2",
+    "cat_H16_W32_Cin64_Cout144",
+    "cat_H16_W32_Cin64_Cout64",
 ])
 def test_built_modules_produce_the_keyed_output_size(key):
     spec = parse_key(key)
@@ -108,3 +113,30 @@ def test_built_modules_produce_the_keyed_output_size(key):
         out = module(torch.randn(*spec.input_size))
     assert tuple(out.shape[1:]) == spec.out_size
     assert op_spec(module, spec.input_size[1:])[0].key == key
+
+
+def test_glue_grid_covers_every_upsampling_and_concatenation_of_the_heads():
+    """Per head width: two x2 upsamplings, a concatenation per refinement and cell width, 1-3 branches; then the
+    final x8 upsampling of the class scores. None of them is a key of the original's table."""
+    specs = glue_table_specs(256, 512, fch_heads=(8, 12), widths=WIDTHS, fch_max=12, num_classes=19)
+    keys = [spec.key for _, spec in specs]
+    # 2 x (2 + 5 + 5 + 3) + 1 = 31 shapes, two of them twice: a refinement's concatenation at 1/8 with a cell
+    # width of 8/12 (Fch 8) or 1 (Fch 12) has the shape of the two-branch concatenation
+    assert len(keys) == len(set(keys)) == 29
+    assert "cat_H32_W64_Cin64_Cout128" in keys and "cat_H32_W64_Cin96_Cout192" in keys
+    assert keys[:3] == ["interp_H8_W16_C128_factor2", "cat_H16_W32_Cin128_Cout192", "cat_H16_W32_Cin128_Cout224"]
+    assert keys[-1] == "interp_H32_W64_C19_factor8"
+    assert all(parse_key(key).key == key for key in keys)
+    original = {spec.key for _, spec in original_table_specs(256, 512)}
+    assert not original & set(keys)
+    # each refinement's concatenation produces exactly the input its ConvNorm entry is keyed for
+    refine_inputs = {(spec.h, spec.w, spec.c_in) for section, spec in original_table_specs(256, 512)
+                     if section == "ffm" and spec.kind == "ConvNorm" and spec.kernel_size == 3}
+    concats = {(spec.h, spec.w, spec.c_out) for _, spec in specs if spec.kind == "Concat" and spec.c_out != spec.c_in
+               and spec.c_out % spec.c_in}
+    assert concats <= refine_inputs
+
+
+def test_a_concatenation_cannot_shrink():
+    with pytest.raises(LatencyKeyError, match="cannot shrink 64 channels to 32"):
+        concat_spec(8, 16, 64, 32)

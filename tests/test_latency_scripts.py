@@ -76,20 +76,33 @@ def test_run_latency_refuses_a_table_of_another_resolution(tmp_path, test_data_d
                                     "measure=False", f"output_root='{tmp_path}'"] + FAST)
 
 
-def test_lookup_table_script_makes_a_resumable_table_that_run_latency_reads(tmp_path):
+def test_lookup_table_script_makes_a_resumable_calibrated_table_that_run_latency_reads(tmp_path):
     lut = str(tmp_path / "lut.json")
     args = ["mode='student'", "image_height=64", "image_width=128", "device='cpu'", "latency_backend='pytorch'",
-            "lut_plan='derived'", f"lut_path='{lut}'"] + FAST
+            "lut_plan='derived'", f"lut_path='{lut}'", "lut_calibration_networks=1",
+            "lut_calibration_budget_s=0.02"] + FAST
     script("latency_lookup_table").main(args)
     table = read_json(lut)
     assert table.meta["resolution"] == [64, 128] and table.meta["backend"] == "pytorch"
-    assert len(table) == 28 and "head_H8_W16_Cin128_Cout19" in table
+    assert table.meta["glue"] is True and table.meta["timing"]["rounds"] == 2
+    assert table.meta["timing"]["budget_s"] == 0.02 and table.meta["timing"]["threads"] >= 1
+    # the published student's 28 reads, its 8 glue reads (x2 upsampling + concatenation before each of its
+    # three refinements, the branch concatenation, the final x8), and what the calibration network read
+    assert "head_H8_W16_Cin128_Cout19" in table and "interp_H8_W16_C19_factor8" in table
+    assert "cat_H8_W16_Cin64_Cout128" in table and len(table) > 28 + 8
+    calibration = table.meta["calibration"]
+    assert [row["seed"] for row in calibration["networks"]] == [1000]
+    row = calibration["networks"][0]
+    assert len(row["paired_ratios"]) == 2 and row["measured_ms"] == min(row["measured_rounds_ms"])
+    assert calibration["scale"] == pytest.approx(sum(row["paired_ratios"]) / 2)
+    assert calibration["network"]["layers"] == 16 and calibration["network"]["stem_head_width"] == [8 / 12, 8 / 12]
     entries = dict(table.entries)
     script("latency_lookup_table").main(args)
-    assert read_json(lut).entries == entries
+    again = read_json(lut)
+    assert again.entries == entries and again.meta["calibration"] == calibration   # nothing new: kept as it was
     report = script("run_latency").main(["mode='student'", "image_height=64", "image_width=128", "measure=False",
                                          f"lut_path='{lut}'", f"output_root='{tmp_path}'"] + FAST)
-    assert report["student"]["lut_latency_ms"] > 0
+    assert report["student"]["lut_latency_ms"] > 0 and "calibrated x" in report["student"]["lut_table"]
 
 
 def test_export_onnx_script_random_weights_by_name(tmp_path):

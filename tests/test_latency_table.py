@@ -6,7 +6,7 @@ import pytest
 
 from tools.latency.keys import OpSpec
 from tools.latency.table import PUBLISHED_TABLE
-from tools.latency.table import (TableError, TableMissError, fill_table, import_npy, load_table,
+from tools.latency.table import (LatencyTable, TableError, TableMissError, fill_table, import_npy, load_table,
                                  read_json)
 
 
@@ -145,3 +145,44 @@ def test_a_measurer_of_another_device_is_refused_at_the_first_miss(npy_path):
     with pytest.raises(TableError, match="made for device 'NVIDIA GeForce GTX 1080 Ti'"):
         table.get(SPECS[0][1])
     assert SPECS[0][1].key not in table
+
+
+def test_calibration_scales_every_lookup_and_survives_a_round_trip(tmp_path):
+    """Issue 17: entries stay the raw timings; lookups return entry x scale; tables without one read as before."""
+    key = "ConvNorm_H16_W32_Cin8_Cout8_kernel3_stride1"
+    table = LatencyTable({key: 2.0}, meta={"calibration": {"scale": 1.5}}, path=str(tmp_path / "c.json"))
+    with table.recording() as reads:
+        assert table.lookup(key) == 3.0
+    assert reads == [(key, 3.0)] and table.entries[key] == 2.0 and table.scale == 1.5
+    table.save()
+    again = read_json(str(tmp_path / "c.json"))
+    assert again.lookup(key) == 3.0 and again.meta["calibration"] == {"scale": 1.5}
+    assert LatencyTable({key: 2.0}).lookup(key) == 2.0
+    assert read_json(PUBLISHED_TABLE).scale == 1.0 and "glue" not in read_json(PUBLISHED_TABLE).meta
+
+
+def test_fill_table_keeps_the_fastest_of_its_passes_and_records_how_it_timed(tmp_path):
+    values = iter([5.0, 7.0, 3.0, 9.0])      # pass 1: 5, 7; pass 2: 3, 9
+
+    def measure(module, input_size):
+        return next(values)
+    measure.device, measure.backend, measure.precision = "CPU test", "pytorch", "fp32"
+    measure.timing = {"budget_s": 0.1, "statistic": "median", "clock": "wall"}
+    table = load_table(str(tmp_path / "r.json"), resolution=(64, 128), measurer=measure)
+    assert table.meta["glue"] is True        # a new table holds the glue between the modules
+    added = fill_table(table, SPECS[:2], progress=False, rounds=2)
+    assert [table.entries[key] for key in added] == [3.0, 7.0]
+    timing = read_json(str(tmp_path / "r.json")).meta["timing"]
+    assert timing["rounds"] == 2 and timing["budget_s"] == 0.1 and timing["threads"] >= 1
+
+
+def test_an_uncalibrated_measured_table_loads_with_a_note(tmp_path, capsys):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"format": "fasterseg-latency-table/1", "meta": {"device": "CPU x", "resolution": [64, 128]},
+                                "entries": {"ff_H8_W16_C16": 0.5}}))
+    table = read_json(str(path))
+    assert table.lookup("ff_H8_W16_C16") == 0.5
+    note = capsys.readouterr().err
+    assert f"note: latency table {path} has no calibration" in note and "latency_lookup_table.py" in note
+    read_json(PUBLISHED_TABLE)
+    assert capsys.readouterr().err == ""      # the published table is the reference: no note

@@ -80,9 +80,14 @@ def test_lookup_table_is_made_for_the_gpu_the_search_runs_on(tmp_path, fake_cuda
         table.save()
         return [specs[0][1].key]
 
+    def fake_calibrate(table, size, **kwargs):   # no networks timed on the fake GPU
+        table.meta["calibration"] = {"scale": 1.0, "networks": []}
+        return table.meta["calibration"]
+
     def run_script(relative_path, argv):
         module = pipeline_module.load_script(relative_path)
         monkeypatch.setattr(module, "fill_table", fake_fill)
+        monkeypatch.setattr(module, "calibrate_table", fake_calibrate)
         return module.main(argv)
 
     monkeypatch.setattr(pipeline_module, "run_script", run_script)

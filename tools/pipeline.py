@@ -36,13 +36,15 @@ SEARCH_STAGES = ("lut", "pretrain", "search")
 class DataProfile:
     """What differs between the data the main job runs on: presets, where the data comes from, extra keys."""
 
-    def __init__(self, name, search_preset, train_preset, root, data_root, train_overrides=(), budget=""):
+    def __init__(self, name, search_preset, train_preset, root, data_root, train_overrides=(), budget="",
+                 lut_overrides=()):
         self.name = name
         self.search_preset = search_preset
         self.train_preset = train_preset
         self.root = root
         self.data_root = data_root
         self.train_overrides = list(train_overrides)
+        self.lut_overrides = list(lut_overrides)
         self.budget = budget
 
 
@@ -52,7 +54,9 @@ PROFILES = {
     "demo": DataProfile("demo", "search_tiny", "train_tiny", "runs/demo", "data/demo",
                         train_overrides=["nepochs=25", "niters_per_epoch=40", "lr=0.05", "lr_schedule='poly'",
                                          "warmup_iters=50", "val_interval=25"],
-                        budget="about 6 minutes on 2 CPU cores"),
+                        budget="about 6 minutes on 2 CPU cores",
+                        # the table's calibration networks take ~5 ms each at 128x256: a quarter second is plenty
+                        lut_overrides=["lut_calibration_budget_s=0.25"]),
     # the whole search variant on CamVid, planned for about 2 hours on 2 CPU cores (not yet run end to end)
     "camvid": DataProfile("camvid", "camvid_search_cpu", "camvid_train_cpu", "runs/camvid", "../shared/camvid",
                           train_overrides=["nepochs=15"], budget="about 2 hours on 2 CPU cores"),
@@ -186,7 +190,8 @@ class Pipeline:
             f"Fch={config.Fch}", f"width_mult_list={list(config.width_mult_list)}",
             f"num_classes={config.num_classes}",    # the heads' entries: the search reads them for its classes
             f"lut_fch_cells=[{config.Fch}]", f"lut_fch_heads=[{config.Fch}]",
-            f"lut_budget_s={config.lut_budget_s}", f"lut_calib_s={config.lut_calib_s}"])
+            f"lut_budget_s={config.lut_budget_s}", f"lut_calib_s={config.lut_calib_s}"]
+            + self.profile.lut_overrides)
         return {"file": path}
 
     def stage_pretrain(self):

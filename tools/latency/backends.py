@@ -185,6 +185,9 @@ class CudaEventClock:
         return self._events[0].elapsed_time(self._events[1]) / 1000.0
 
 
+TIMING_DEFAULTS = {"budget_s": 6.0, "calib_s": 1.0, "repeats": 5, "statistic": "median", "clock": "wall"}
+
+
 def time_callable(run, clock=None, warmup=10, iterations=None, calib_s=1.0, budget_s=6.0, repeats=5,
                   statistic="median"):
     """Time ``run()`` with the original protocol; returns (median ms, per-repeat ms, iterations).
@@ -518,5 +521,6 @@ def make_measurer(backend="auto", device="cpu", precision="fp32", **timing):
         return measure_latency(module, input_size, backend=backend, device=device, precision=precision,
                                **timing).latency_ms
     measure.backend, measure.device, measure.precision = backend, device_name(device), precision
+    measure.timing = dict(TIMING_DEFAULTS, **timing)     # recorded in a table's meta
     measure.torch_device = device
     return measure

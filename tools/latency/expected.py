@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from tools.latency.keys import op_spec
+from tools.latency.keys import concat_spec, interp_spec, op_spec
 
 ARCHITECT_MIX = (1. / 500, 497. / 500, 2. / 500)
 ARCHITECT_MIX_SINGLE_WIDTH = (1. / 500, 499. / 500)
@@ -39,7 +39,7 @@ class LatencyEstimate:
     out_size: tuple = None
 
     def part_ms(self, *names):
-        """Sum of the reads of the given parts ('stem', 'cell', 'arm', 'refine', 'ff', 'head'), in order."""
+        """Sum of the reads of the given parts ('stem', 'cell', 'arm', 'refine', 'ff', 'head', 'glue'), in order."""
         total = 0.0
         for (_, value), part in zip(self.reads, self.parts):
             if part in names:
@@ -48,8 +48,13 @@ class LatencyEstimate:
 
 
 # ---- derived network ---------------------------------------------------------------------------------------
-def derived_specs(net, size, legacy_b1=False, legacy_b2=False):
-    """[(part, OpSpec)] of every table read of a built derived network, in the original's order."""
+def derived_specs(net, size, legacy_b1=False, legacy_b2=False, glue=False):
+    """[(part, OpSpec)] of every table read of a built derived network, in the original's order.
+
+    ``glue``: also the upsamplings and concatenations between the modules and the final x8 upsampling (part
+    "glue", issue 17), read only from tables that hold them (``table_has_glue``); the original read none.
+    The returned size is the head's output (before the final upsampling), as the original's.
+    """
     _, H, _ = size
     specs = []
 
@@ -57,6 +62,17 @@ def derived_specs(net, size, legacy_b1=False, legacy_b2=False):
         spec, out = op_spec(module, in_size, legacy_b2=legacy_b2)
         specs.append((part, spec))
         return out
+
+    def upsample_and_concat(size, c_other):
+        """The input of a refinement: the attention's output upsampled x2, concatenated with c_other channels."""
+        if not glue:
+            return (size[0] + c_other, size[1] * 2, size[2] * 2)
+        spec = interp_spec(size[1], size[2], size[0], 2)
+        specs.append(("glue", spec))
+        _, h, w = spec.out_size
+        spec = concat_spec(h, w, size[0], size[0] + c_other)
+        specs.append(("glue", spec))
+        return spec.out_size
 
     for module in net.stem:
         size = read("stem", module, size)
@@ -74,22 +90,36 @@ def derived_specs(net, size, legacy_b1=False, legacy_b2=False):
     for branch, last in enumerate(net.lasts):
         if last == 2:
             size = read("arm", net.arms32[0], outputs[32][branch])
-            size = read("refine", net.refines32[0], (size[0] + net.ch_16, size[1] * 2, size[2] * 2))
+            size = read("refine", net.refines32[0], upsample_and_concat(size, net.ch_16))
             size = read("arm", net.arms32[1], size)
-            out_size = read("refine", net.refines32[1], (size[0] + net.ch_8_2, size[1] * 2, size[2] * 2))
+            out_size = read("refine", net.refines32[1], upsample_and_concat(size, net.ch_8_2))
         elif last == 1:
             size = read("arm", net.arms16, outputs[16][branch])
-            out_size = read("refine", net.refines16, (size[0] + net.ch_8_1, size[1] * 2, size[2] * 2))
+            out_size = read("refine", net.refines16, upsample_and_concat(size, net.ch_8_1))
         else:
             out_size = outputs[8][branch]
-    size = read("ff", net.ffm, (out_size[0] * net._branch, out_size[1], out_size[2]))
+    fused = (out_size[0] * net._branch, out_size[1], out_size[2])
+    if glue:
+        specs.append(("glue", concat_spec(out_size[1], out_size[2], out_size[0], fused[0])))
+    size = read("ff", net.ffm, fused)
     size = read("head", net.heads8, size)
+    if glue:
+        specs.append(("glue", interp_spec(size[1], size[2], size[0], 8)))
     return specs, size
 
 
-def derived_latency(net, size, table, legacy_b1=False, legacy_b2=False):
-    """Table latency (ms) of a derived network for an input ``size`` = (3, H, W), summed in read order."""
-    specs, out_size = derived_specs(net, tuple(size), legacy_b1=legacy_b1, legacy_b2=legacy_b2)
+def table_has_glue(table):
+    """Whether a table's estimates include the glue (its meta says ``"glue": true``; issue 17)."""
+    return bool(getattr(table, "meta", {}).get("glue"))
+
+
+def derived_latency(net, size, table, legacy_b1=False, legacy_b2=False, glue=None):
+    """Table latency (ms) of a derived network for an input ``size`` = (3, H, W), summed in read order.
+
+    ``glue`` (default: whether the table holds glue entries) adds the upsamplings and concatenations.
+    """
+    glue = table_has_glue(table) if glue is None else glue
+    specs, out_size = derived_specs(net, tuple(size), legacy_b1=legacy_b1, legacy_b2=legacy_b2, glue=glue)
     total, reads = 0.0, []
     for _, spec in specs:
         value = table.get(spec)

@@ -16,6 +16,11 @@ original's table script did):
   BasicResidual2x, BasicResidual_downup_2x)
 * ``<op>_H%d_W%d_Cin%d_Cout%d_stride%d`` for those whose ``latency_key`` is "reduce" (FactorizedReduce)
 * ``ff_H%d_W%d_C%d`` (FeatureFusion) and ``head_H%d_W%d_Cin%d_Cout%d`` (Head)
+* glue (not in the original's table; issue 17): ``interp_H%d_W%d_C%d_factor%d`` (bilinear upsampling by an integer
+  factor, align_corners=True, as the derived network's refinements and its final x8) and
+  ``cat_H%d_W%d_Cin%d_Cout%d`` (a channel concatenation whose first part has Cin of the Cout channels). The
+  original's estimate skipped them; on a CPU they are ~5-15 % of a small network. Tables that hold them say so
+  in their meta (``"glue": true``); the published 1080Ti table does not, and is read as before.
 
 Bug B2 (train/operations.py:426): the original ``BasicResidual_downup_2x.forward_latency`` reads the
 ``BasicResidual2x_`` key and times a ``BasicResidual2x`` on a miss. We read its own key; ``legacy_b2=True``
@@ -23,11 +28,16 @@ reproduces the original.
 """
 from dataclasses import dataclass
 
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
 from tools.ops.heads import FeatureFusion, Head
 from tools.ops.primitives import OPERATOR_KINDS, OPERATORS, ConvNorm
 
 CELL_OPS = tuple(OPERATOR_KINDS)        # the search space's operators, by key prefix (their class names)
-KINDS = CELL_OPS + ("ConvNorm", "FeatureFusion", "Head")
+GLUE_KINDS = ("Interpolate", "Concat")
+KINDS = CELL_OPS + ("ConvNorm", "FeatureFusion", "Head") + GLUE_KINDS
 # the original latency_lookup_table.py times the convolutions first, then the skip: same grid order here
 CELL_TABLE_ORDER = tuple(op.kind for op in OPERATORS if op.latency_key == "residual") + tuple(
     op.kind for op in OPERATORS if op.latency_key != "residual")
@@ -35,6 +45,29 @@ CELL_TABLE_ORDER = tuple(op.kind for op in OPERATORS if op.latency_key == "resid
 
 class LatencyKeyError(ValueError):
     """A module the latency code cannot key, or an input size the module cannot take."""
+
+
+class Interpolate(nn.Module):
+    """Bilinear upsampling by ``factor`` to an explicit size, align_corners=True (the derived network's DR8)."""
+
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = int(factor)
+
+    def forward(self, x):
+        return F.interpolate(x, size=(x.size(2) * self.factor, x.size(3) * self.factor), mode="bilinear",
+                             align_corners=True)
+
+
+class Concat(nn.Module):
+    """``torch.cat([x, other], dim=1)`` with ``other`` a fixed (1, c_extra, h, w) tensor: a concatenation's cost."""
+
+    def __init__(self, c_extra, h, w):
+        super().__init__()
+        self.register_buffer("other", torch.zeros(1, int(c_extra), int(h), int(w)), persistent=False)
+
+    def forward(self, x):
+        return torch.cat([x, self.other.expand(x.size(0), -1, -1, -1)], dim=1)
 
 
 @dataclass(frozen=True)
@@ -50,6 +83,7 @@ class OpSpec:
     kernel_size: int = 3
     padding: int = None
     groups: int = 1
+    factor: int = 1     # Interpolate only
 
     @property
     def key(self):
@@ -60,6 +94,10 @@ class OpSpec:
             return "ff_H%d_W%d_C%d" % (self.h, self.w, self.c_in)
         if self.kind == "Head":
             return "head_H%d_W%d_Cin%d_Cout%d" % (self.h, self.w, self.c_in, self.c_out)
+        if self.kind == "Interpolate":
+            return "interp_H%d_W%d_C%d_factor%d" % (self.h, self.w, self.c_in, self.factor)
+        if self.kind == "Concat":
+            return "cat_H%d_W%d_Cin%d_Cout%d" % (self.h, self.w, self.c_in, self.c_out)
         if OPERATOR_KINDS[self.kind].latency_key == "reduce":
             return "%s_H%d_W%d_Cin%d_Cout%d_stride%d" % (self.kind, self.h, self.w, self.c_in, self.c_out, self.stride)
         return "%s_H%d_W%d_Cin%d_Cout%d_stride%d_dilation%d" % (
@@ -72,6 +110,8 @@ class OpSpec:
 
     @property
     def out_size(self):
+        if self.kind == "Interpolate":
+            return (int(self.c_out), self.h * self.factor, self.w * self.factor)
         if self.stride == 2:
             return (int(self.c_out), self.h // 2, self.w // 2)
         return (int(self.c_out), self.h, self.w)
@@ -86,6 +126,10 @@ class OpSpec:
             return FeatureFusion(c_in, c_in)
         if self.kind == "Head":
             return Head(c_in, c_out)
+        if self.kind == "Interpolate":
+            return Interpolate(self.factor)
+        if self.kind == "Concat":
+            return Concat(c_out - c_in, self.h, self.w)
         operator = OPERATOR_KINDS[self.kind]
         if operator.latency_key == "reduce":
             return operator(c_in, c_out, self.stride, slimmable=False)
@@ -107,6 +151,10 @@ def parse_key(key):
             return OpSpec("FeatureFusion", fields["H"], fields["W"], fields["C"], fields["C"])
         if kind == "head":
             return OpSpec("Head", fields["H"], fields["W"], fields["Cin"], fields["Cout"])
+        if kind == "interp":
+            return interp_spec(fields["H"], fields["W"], fields["C"], fields["factor"])
+        if kind == "cat":
+            return concat_spec(fields["H"], fields["W"], fields["Cin"], fields["Cout"])
         if kind == "ConvNorm":
             return OpSpec("ConvNorm", fields["H"], fields["W"], fields["Cin"], fields["Cout"], fields["stride"],
                           kernel_size=fields["kernel"])
@@ -116,6 +164,18 @@ def parse_key(key):
     except KeyError:
         pass
     raise LatencyKeyError(f"latency table key '{key}' is not in the original FasterSeg key format.")
+
+
+def interp_spec(h, w, c, factor):
+    """The glue entry of upsampling a (c, h, w) feature by ``factor``."""
+    return OpSpec("Interpolate", int(h), int(w), int(c), int(c), factor=int(factor))
+
+
+def concat_spec(h, w, c_first, c_total):
+    """The glue entry of concatenating a (c_first, h, w) feature with others to c_total channels."""
+    if c_total < c_first:
+        raise LatencyKeyError(f"a concatenation cannot shrink {c_first} channels to {c_total}.")
+    return OpSpec("Concat", int(h), int(w), int(c_first), int(c_total))
 
 
 def _channels(module, c_in, ratio=None):
@@ -151,6 +211,10 @@ def op_spec(module, size, legacy_b2=False, ratio=None):
                       module.kernel_size, None, module.groups)
     elif kind == "FeatureFusion":
         spec = OpSpec(kind, h, w, c_in, c_in)
+    elif kind == "Interpolate":
+        spec = interp_spec(h, w, c_in, module.factor)
+    elif kind == "Concat":
+        spec = concat_spec(h, w, c_in, c_in + module.other.size(1))
     elif kind == "Head":
         if c_in != module._in_planes:
             raise LatencyKeyError(f"Head was built for {module._in_planes} input channels, got {c_in}.")
@@ -207,4 +271,33 @@ def original_table_specs(height=1024, width=2048, fch_cells=(12,), fch_heads=(8,
     for Fch in fch_heads:
         for branch in range(1, 4):
             add("head", OpSpec("Head", H // 8, W // 8, 8 * Fch * branch, num_classes))
+    return specs
+
+
+def glue_table_specs(height, width, fch_heads=(8, 12), widths=ORIGINAL_WIDTHS, fch_max=12, num_classes=19):
+    """[(section, OpSpec)] of the glue a derived network runs around the table's modules (issue 17).
+
+    For each head width: the x2 upsampling after each attention (1/32 -> 1/16 and 1/16 -> 1/8), the concatenation
+    before each refinement (with a 1/16 or 1/8 feature of every cell width), and the concatenation of 1-3
+    branches before the feature fusion; then the final x8 upsampling of the class scores. Same ranges as the FFM
+    section of :func:`original_table_specs`.
+    """
+    H, W = height, width
+    specs, seen = [], set()
+
+    def add(spec):
+        if spec.key not in seen:
+            seen.add(spec.key)
+            specs.append(("glue", spec))
+
+    for Fch in fch_heads:
+        add(interp_spec(H // 32, W // 32, 16 * Fch, 2))
+        for w_in in widths:
+            add(concat_spec(H // 16, W // 16, 16 * Fch, int(16 * Fch + 16 * fch_max * w_in)))
+        add(interp_spec(H // 16, W // 16, 8 * Fch, 2))
+        for w_in in widths:
+            add(concat_spec(H // 8, W // 8, 8 * Fch, int(8 * Fch + 8 * fch_max * w_in)))
+        for branch in range(1, 4):
+            add(concat_spec(H // 8, W // 8, 8 * Fch, 8 * Fch * branch))
+    add(interp_spec(H // 8, W // 8, num_classes, 8))
     return specs

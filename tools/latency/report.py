@@ -23,13 +23,14 @@ def build_networks(config):
             for arch_idx in config.arch_idx]
 
 
-def derived_table_specs(config):
-    """[(section, OpSpec)] of every table entry the config's derived networks read (both B2 variants)."""
+def derived_table_specs(config, glue=True):
+    """[(section, OpSpec)] of every table entry the config's derived networks read (both B2 variants; with the
+    upsamplings and concatenations when ``glue``)."""
     specs, seen = [], set()
     size = (3, config.image_height, config.image_width)
     for name, _, net in build_networks(config):
         for legacy_b2 in (False, True):
-            for part, spec in derived_specs(net, size, legacy_b2=legacy_b2)[0]:
+            for part, spec in derived_specs(net, size, legacy_b2=legacy_b2, glue=glue)[0]:
                 if spec.key not in seen:
                     seen.add(spec.key)
                     specs.append((f"{name} {part}", spec))

@@ -9,6 +9,23 @@ and is stored as JSON (``{"format": ..., "meta": {...}, "entries": {key: ms}}``)
 renamed.
 
 Keys are the original's (see :mod:`tools.latency.keys`), so the published 1080Ti table imports unchanged.
+
+Fidelity on a CPU (issue 17). A table made by this project also records (meta):
+
+* ``glue: true`` -- it holds the upsamplings and concatenations between the modules (``interp_*``, ``cat_*``), and
+  derived-network estimates read them (:func:`tools.latency.expected.derived_latency`);
+* ``timing`` -- how its entries were timed: budget, statistic, clock, threads, and ``rounds``: every entry is
+  timed in that many interleaved passes over the table and keeps its fastest pass, so a slow phase of the
+  machine (tens of seconds on a shared 2-core VM) does not inflate a run of neighbouring entries;
+* ``calibration`` -- ``scale``: the mean ratio of a few random networks of the search space measured whole to the
+  sum of their entries timed alone right after them, on the same machine (:mod:`tools.latency.calibrate`). An
+  operator timed alone in a loop keeps its weights, input and its threads' share of the data in their caches;
+  inside a network it does not, so on a 2-thread CPU the plain sum is 10-40 % off (under on one machine, over on
+  another). Every lookup returns ``entry x scale``: the search's latency loss and the derived estimate keep their
+  meaning (milliseconds of the operator inside a network); ``entries`` stay the raw timings.
+
+Tables without these keys (the published 1080Ti table, the original .npy, tables of earlier versions) load and
+are read exactly as before (scale 1, no glue); a measured table of an earlier version gets a one-line note.
 """
 import datetime
 import json
@@ -32,6 +49,9 @@ ORIGINAL_TABLE_META = {
     "resolution": [1024, 2048],
     "date": "2020 (published with FasterSeg)",
 }
+
+
+NEW_TABLE_META = {"glue": True}   # what a table made by this version holds (see the module docstring)
 
 
 class TableError(ValueError):
@@ -76,6 +96,11 @@ class LatencyTable:
     def __len__(self):
         return len(self.entries)
 
+    @property
+    def scale(self):
+        """The calibration factor every lookup is multiplied by (1 without a calibration)."""
+        return float((self.meta.get("calibration") or {}).get("scale", 1.0))
+
     def __contains__(self, key):
         return key in self.entries
 
@@ -92,7 +117,7 @@ class LatencyTable:
         """The latency of ``key``; on a miss, time ``spec.build()`` if measuring is allowed."""
         if key not in self.entries:
             self._measure_miss(key, spec)
-        value = self.entries[key]
+        value = self.entries[key] * self.scale
         if self._reads is not None:
             self._reads.append((key, value))
         return value
@@ -113,18 +138,24 @@ class LatencyTable:
         self._fill_meta_from_measurer()
         self.check(device=getattr(self.measurer, "device", None), backend=getattr(self.measurer, "backend", None),
                    precision=getattr(self.measurer, "precision", None))
-        with _isolated_rng():
-            value = float(self.measurer(spec.build(), spec.input_size))
+        value = self.time_entry(spec)
         self.misses.append(key)
         self.entries[key] = value
         if self.path and self.autosave:
             self.save()
         return value
 
+    def time_entry(self, spec):
+        """One timing of ``spec`` with the measurer, in a forked RNG (raw ms, not scaled)."""
+        with _isolated_rng():
+            return float(self.measurer(spec.build(), spec.input_size))
+
     def _fill_meta_from_measurer(self):
         for name in ("device", "backend", "precision"):
             if name not in self.meta and hasattr(self.measurer, name):
                 self.meta[name] = getattr(self.measurer, name)
+        if "timing" not in self.meta and hasattr(self.measurer, "timing"):
+            self.meta["timing"] = dict(self.measurer.timing, threads=torch.get_num_threads(), rounds=1)
         self.meta.setdefault("torch", torch.__version__)
         self.meta.setdefault("date", datetime.datetime.now().isoformat(timespec="seconds"))
 
@@ -133,7 +164,8 @@ class LatencyTable:
         device = self.meta.get("device", "unknown device")
         resolution = self.meta.get("resolution")
         res = f"{resolution[0]}x{resolution[1]}" if resolution else "unknown resolution"
-        return f"{where} [{device}, {res}, {len(self.entries)} entries]"
+        calibrated = f", calibrated x{self.scale:.3f}" if "calibration" in self.meta else ""
+        return f"{where} [{device}, {res}, {len(self.entries)} entries{calibrated}]"
 
     def check(self, resolution=None, device=None, backend=None, precision=None):
         """Refuse a table made at another resolution or on another device/backend/precision (one sentence).
@@ -220,7 +252,24 @@ def read_json(path):
     if not isinstance(data, dict) or data.get("format") != TABLE_FORMAT:
         raise TableError(f"latency table {path} is not a '{TABLE_FORMAT}' file; regenerate it with "
                          "latency/latency_lookup_table.py (original .npy tables are imported by extension).")
-    return LatencyTable(_validate_entries(data.get("entries"), path), data.get("meta") or {}, path=path)
+    table = LatencyTable(_validate_entries(data.get("entries"), path), data.get("meta") or {}, path=path)
+    _note_if_uncalibrated(table, path)
+    return table
+
+
+def _note_if_uncalibrated(table, path):
+    """One line for a measured (non-published) table of an earlier version (no glue, no calibration); it is read
+    as it is. A table of this version without a calibration (being made, or made with
+    ``lut_calibration_networks=0``) gets none."""
+    if "calibration" in table.meta or "glue" in table.meta or not table.entries:
+        return
+    if os.path.abspath(path) == os.path.abspath(PUBLISHED_TABLE) or "original FasterSeg" in str(
+            table.meta.get("backend", "")):
+        return
+    from tools.latency.backends import say_once
+    say_once(f"note: latency table {path} has no calibration against whole networks (made before issue 17): on a "
+             "CPU its sums can be 10-40 % off the measured latency; it is read as it is. Remake it with "
+             "latency/latency_lookup_table.py for calibrated estimates.")
 
 
 def load_table(path=None, resolution=None, device=None, backend=None, precision=None, measure=False,
@@ -233,13 +282,13 @@ def load_table(path=None, resolution=None, device=None, backend=None, precision=
     checked when given — pass them when measuring, so a table never mixes two machines' numbers.
     """
     if not path:
-        table = LatencyTable(meta={}, measure=measure, measurer=measurer)
+        table = LatencyTable(meta=dict(NEW_TABLE_META), measure=measure, measurer=measurer)
     elif str(path).endswith(".npy"):
         table = import_npy(path)
     elif os.path.isfile(path):
         table = read_json(path)
     elif create:
-        table = LatencyTable(meta={}, path=path)
+        table = LatencyTable(meta=dict(NEW_TABLE_META), path=path)
     else:
         raise FileNotFoundError(f"latency table {path} does not exist; "
                                 + _how_to_make(resolution, "cpu", backend, precision, path) + ".")
@@ -257,10 +306,13 @@ def load_table(path=None, resolution=None, device=None, backend=None, precision=
     return table
 
 
-def fill_table(table, specs, progress=True, save_every=1):
+def fill_table(table, specs, progress=True, save_every=1, rounds=1):
     """Time every spec whose key is missing (resumable: present keys are skipped); returns the new keys.
 
     Saves the table after every ``save_every`` new entries, so an interrupted run loses at most that many.
+    ``rounds`` > 1: the new entries are timed again in ``rounds - 1`` further passes over all of them and keep
+    their fastest pass (a slow phase of the machine then hits every entry alike instead of a run of
+    neighbours); recorded in ``meta["timing"]["rounds"]``.
     """
     from tqdm import tqdm
     missing = [(section, spec) for section, spec in specs if spec.key not in table.entries]
@@ -275,6 +327,12 @@ def fill_table(table, specs, progress=True, save_every=1):
             added.append(spec.key)
             if table.path and save_every > 1 and len(added) % save_every == 0:
                 table.save()
+        for number in range(2, rounds + 1):
+            timed = [spec for _, spec in missing if spec.key in added]
+            for spec in tqdm(timed, disable=not progress, unit="op", desc=f"latency table, pass {number}/{rounds}"):
+                table.entries[spec.key] = min(table.entries[spec.key], table.time_entry(spec))
+        if added and isinstance(table.meta.get("timing"), dict):
+            table.meta["timing"]["rounds"] = max(int(rounds), 1)
     finally:
         table.measure, table.autosave = saved
         if table.path and added:

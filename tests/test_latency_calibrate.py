@@ -1,0 +1,80 @@
+"""tools/latency/calibrate.py: random networks of the search space and the table's calibration (issue 17)."""
+import json
+
+import pytest
+
+from tools.latency.calibrate import CALIBRATION_SEED, calibrate_table, random_network, random_networks
+from tools.latency.expected import derived_latency
+from tools.latency.table import LatencyTable, read_json
+
+TINY = dict(layers=6, Fch=3, width_mult_list=[4. / 12, 8. / 12, 1.], stem_head_width=(1., 1.), num_classes=19)
+SIZE = (3, 64, 128)
+
+
+def measurer(module, input_size):
+    """A deterministic 'latency' from the module's size and input."""
+    params = sum(p.numel() for p in module.parameters())
+    return 0.01 + params * input_size[2] * input_size[3] * 1e-8
+measurer.device, measurer.backend, measurer.precision = "CPU test", "pytorch", "fp32"  # noqa: E305
+
+
+def test_random_networks_are_reproducible_and_skip_what_does_not_derive():
+    first = random_networks(3, CALIBRATION_SEED, **TINY)
+    again = random_networks(3, CALIBRATION_SEED, **TINY)
+    assert [seed for seed, _ in first] == [seed for seed, _ in again]
+    assert all(seed >= CALIBRATION_SEED for seed, _ in first)
+    for (_, a), (_, b) in zip(first, again):
+        assert a.genotype == b.genotype and a.lasts == b.lasts and not a.training
+    assert all(random_network(seed, **TINY) is not None for seed, _ in first)
+
+
+def test_calibration_pairs_each_network_with_its_entries_timed_at_the_same_moment(tmp_path):
+    """A machine where every network runs 1.25x the sum of its entries, and whose first pass is a slow phase
+    (everything 1.4x slower): the paired ratio is 1.25 in both passes, so the scale is 1.25, not the 1.4 x 1.25 a
+    whole-network time divided by the stored (fast) entries would give. Stored with the networks' figures and
+    applied to every lookup."""
+    table = LatencyTable(meta={"glue": True}, path=str(tmp_path / "t.json"), measurer=measurer)
+    phase = {"speed": 1.0, "networks": 0}
+    network_count = 3
+
+    def measure_network(net, input_size):
+        assert input_size == (1,) + SIZE
+        phase["speed"] = 1.4 if phase["networks"] < network_count else 1.0     # the first pass is slow
+        phase["networks"] += 1
+        raw = derived_latency(net, SIZE, table).latency_ms / table.scale
+        return 1.25 * raw * phase["speed"]
+
+    def measure_entry(spec):
+        return table.entries[spec.key] * phase["speed"]
+    calibration = calibrate_table(table, SIZE, count=network_count, rounds=2, measure_network=measure_network,
+                                  measure_entry=measure_entry, progress=False, **TINY)
+    assert calibration["scale"] == pytest.approx(1.25)
+    assert [row["seed"] for row in calibration["networks"]] == [seed for seed, _ in random_networks(3, 1000, **TINY)]
+    for row in calibration["networks"]:
+        assert row["paired_ratios"] == pytest.approx([1.25, 1.25])
+        assert row["measured_ms"] == pytest.approx(1.25 * row["table_ms"])
+        assert row["measured_rounds_ms"][0] == pytest.approx(1.4 * 1.25 * row["table_ms"])
+    assert calibration["rounds"] == 2 and calibration["glue"] is True and calibration["network"]["Fch"] == 3
+    key = next(iter(table.entries))
+    assert table.lookup(key) == pytest.approx(1.25 * table.entries[key])
+    saved = read_json(str(tmp_path / "t.json"))     # saved atomically with the entries it timed
+    assert saved.meta["calibration"]["scale"] == pytest.approx(1.25) and saved.entries == table.entries
+    json.dumps(saved.meta)                           # plain JSON
+
+
+def test_without_a_custom_entry_timer_the_table_measurer_times_the_pairs():
+    table = LatencyTable(meta={"glue": True}, measurer=measurer)
+
+    def measure_network(net, input_size):
+        return 2.0 * derived_latency(net, SIZE, table).latency_ms / table.scale
+    assert calibrate_table(table, SIZE, count=2, rounds=1, measure_network=measure_network, progress=False,
+                           **TINY)["scale"] == pytest.approx(2.0)
+
+
+def test_recalibrating_a_calibrated_table_fits_the_raw_sums():
+    table = LatencyTable(meta={"glue": True, "calibration": {"scale": 3.0}}, measurer=measurer)
+
+    def measure_network(net, input_size):
+        return 2.0 * derived_latency(net, SIZE, table).latency_ms / table.scale
+    assert calibrate_table(table, SIZE, count=2, rounds=1, measure_network=measure_network, progress=False,
+                           **TINY)["scale"] == pytest.approx(2.0)
