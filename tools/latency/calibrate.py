@@ -73,12 +73,16 @@ def random_networks(count, first_seed=0, **network):
     return found
 
 
+def _timing_options(measurer):
+    """The statistic, clock and repeat groups the table's entries were timed with (backends.make_measurer)."""
+    timing = getattr(measurer, "timing", {})
+    return {name: timing[name] for name in ("statistic", "clock", "repeats") if name in timing}
+
+
 def network_measurer(table, budget_s=1.0, calib_s=0.2):
     """``measure(net, input_size) -> ms`` with the table measurer's backend, device, precision and statistic."""
     from tools.latency.backends import measure_latency
-    measurer = table.measurer
-    timing = dict(getattr(measurer, "timing", {}))
-    options = {name: timing[name] for name in ("statistic", "clock", "repeats") if name in timing}
+    measurer, options = table.measurer, _timing_options(table.measurer)
 
     def measure(net, input_size):
         return measure_latency(net, input_size, backend=measurer.backend, device=measurer.torch_device,
@@ -94,9 +98,8 @@ def entry_measurer(table, budget_s=0.1, calib_s=0.02):
     if not hasattr(measurer, "torch_device"):
         return table.time_entry
     from tools.latency.backends import measure_latency
-    timing = dict(getattr(measurer, "timing", {}))
-    options = {name: timing[name] for name in ("statistic", "clock", "repeats") if name in timing}
-    budget_s = min(budget_s, timing.get("budget_s", budget_s))
+    options = _timing_options(measurer)
+    budget_s = min(budget_s, getattr(measurer, "timing", {}).get("budget_s", budget_s))
 
     def measure(spec):
         with torch.random.fork_rng(devices=[]):    # building draws from the RNG: leave the caller's stream

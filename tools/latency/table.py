@@ -315,7 +315,11 @@ def fill_table(table, specs, progress=True, save_every=1, rounds=1):
     neighbours); recorded in ``meta["timing"]["rounds"]``.
     """
     from tqdm import tqdm
-    missing = [(section, spec) for section, spec in specs if spec.key not in table.entries]
+    missing, seen = [], set(table.entries)
+    for section, spec in specs:     # each key once: several networks read the same entry
+        if spec.key not in seen:
+            seen.add(spec.key)
+            missing.append((section, spec))
     saved = (table.measure, table.autosave)
     table.measure, table.autosave = True, save_every == 1
     added = []
@@ -327,8 +331,8 @@ def fill_table(table, specs, progress=True, save_every=1, rounds=1):
             added.append(spec.key)
             if table.path and save_every > 1 and len(added) % save_every == 0:
                 table.save()
+        timed = [spec for _, spec in missing[:len(added)]]
         for number in range(2, rounds + 1):
-            timed = [spec for _, spec in missing if spec.key in added]
             for spec in tqdm(timed, disable=not progress, unit="op", desc=f"latency table, pass {number}/{rounds}"):
                 table.entries[spec.key] = min(table.entries[spec.key], table.time_entry(spec))
         if added and isinstance(table.meta.get("timing"), dict):
