@@ -62,9 +62,10 @@ def main(argv=None):
         calibration = calibrate_table(table, (3, config.image_height, config.image_width),
                                       count=config.lut_calibration_networks, rounds=config.lut_rounds,
                                       budget_s=config.lut_calibration_budget_s, **calibration_networks(config))
-        ratios = ", ".join(f"{row['measured_ms'] / row['table_ms']:.2f}" for row in calibration["networks"])
-        print(f"calibration: measured / table sum {ratios} over {len(calibration['networks'])} random networks; "
-              f"lookups are scaled by {calibration['scale']:.3f}")
+        ratios = ", ".join(f"{sum(row['paired_ratios']) / len(row['paired_ratios']):.2f}"
+                           for row in calibration["networks"])
+        print(f"calibration: whole network / its entries timed alone right after it {ratios} over "
+              f"{len(calibration['networks'])} random networks; lookups are scaled by {calibration['scale']:.3f}")
 
 
 def calibration_networks(config):

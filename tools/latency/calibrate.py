@@ -16,7 +16,8 @@ ratio of the two is taken at one moment, so a slow or fast phase of the machine 
 network's latency drifts by 1.5x over tens of seconds) cancels out of it. ``scale`` = the mean of these paired
 ratios is stored in ``meta["calibration"]`` with the networks' figures, and every lookup returns
 ``entry x scale``. (A first version divided the whole networks' latency by the table's stored sums: measured in
-one 20-second window, it carried that window's speed into the scale, 1.55 where 1.26 was right.)
+one 20-second window, it carried that window's speed into the scale: 1.25 and 1.55 for the same kind of table,
+where the paired ratios gave 1.09-1.23 in four runs; docs/benchmarks.md.)
 """
 import datetime
 
