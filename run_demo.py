@@ -2,6 +2,9 @@
 
     python run_demo.py                    # every stage, reusing the finished ones
     python run_demo.py --redo teacher     # train the teacher (and everything after it) again
+    python run_demo.py --data camvid --data-root ../shared/camvid    # the same on CamVid (about 2 hours, 2 cores)
+
+A stage stopped part-way (a killed session) continues from its last completed epoch on the next invocation.
 """
 import os
 import sys

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from tools.config import load_config
-from tools.engine.run import mark_done
+from tools.engine.run import CHECKPOINT_NAME, mark_done, open_stage_dir
 from tools.pipeline import STAGES, Pipeline, PipelineError, chance_miou, format_summary
 
 
@@ -120,7 +120,7 @@ def test_camvid_main_job_wires_the_cpu_presets_and_links_the_data(tmp_path, monk
         calls.append((relative_path, list(argv)))
         if relative_path.startswith("dataset/"):
             return original(relative_path, argv)
-        return None
+        return {"run_dir": "evaluated"} if relative_path == "train/train.py" else None
     monkeypatch.setattr(pipeline_module, "run_script", record)
     entry = pipeline.stage_data()
     data = tmp_path / "runs" / "data"
@@ -147,12 +147,20 @@ def test_camvid_main_job_wires_the_cpu_presets_and_links_the_data(tmp_path, monk
     report.write_text("{}")
     pipeline.stage_latency()
     assert calls[-1][0] == "latency/run_latency.py" and "num_classes=11" in calls[-1][1]
+    # no test split in SegNet's CamVid: the evaluation predicts (and colours) the val images instead of failing
+    pipeline.state["student"] = {"folder": str(tmp_path / "runs" / "student")}
+    pipeline.stage_evaluate()
+    evaluate = load_config("camvid_train_cpu", calls[-1][1][2:])
+    assert evaluate.is_test and evaluate.test_source == str(data / "camvid_val.txt")
+    (data / "camvid_test.txt").write_text("val/0016E5_07959.jpg\n")
+    pipeline.stage_evaluate()
+    assert load_config("camvid_train_cpu", calls[-1][1][2:]).test_source == str(data / "camvid_test.txt")
 
 
 def test_camvid_published_variant_skips_the_search(tmp_path):
     source = camvid_copy(tmp_path)
     pipeline = Pipeline(str(tmp_path / "runs"), str(source), data="camvid", arch="published", device="cpu")
-    assert pipeline.stages == ("data", "teacher", "student", "evaluate", "latency")
+    assert pipeline.stages == ("data", "teacher", "student", "evaluate", "latency", "export")
     student = load_config("camvid_train_cpu", pipeline.train_args("student"))
     assert student.load_path == "" and (student.layers, student.Fch) == (16, 12)
 
@@ -179,3 +187,97 @@ def test_a_saved_lookup_table_makes_the_search_reproducible(tmp_path):
     summary = {"rows": [], "chance_mIoU": 0.01, "folders": {}, "predictions": "p", "tensorboard": "t",
                "seconds": {}, "lut": {"file": "runs/demo/lut.json", "saved": False}}
     assert "add --lut runs/demo/lut.json to repeat this search exactly" in format_summary(summary)
+
+
+def unfinished_run(preset, args, prefix):
+    """A run folder as a killed invocation leaves it: config.json of these settings, a checkpoint, no DONE."""
+    folder, lock, _ = open_stage_dir(load_config(preset, args), prefix, CHECKPOINT_NAME, resume=False)
+    lock.release()
+    with open(os.path.join(folder, CHECKPOINT_NAME), "wb") as handle:
+        handle.write(b"state")
+    return folder
+
+
+def test_an_unfinished_stage_continues_where_it_stopped(tmp_path):
+    """A session killed during the teacher: the next invocation passes resume=<that folder> (its completed
+    epochs are kept); a folder of other settings or a finished one is not taken, and a new run starts."""
+    pipeline = Pipeline(str(tmp_path / "runs"), str(tmp_path / "data"), device="cpu")
+    pipeline.state["search"] = {"folder": str(tmp_path / "runs" / "search")}
+    args = pipeline.train_args("teacher")
+    assert pipeline.resume_args("train", "train_tiny", args) == []          # nothing to continue
+    other = unfinished_run("train_tiny", args + ["lr=0.5"], "train")        # another invocation's settings
+    assert pipeline.resume_args("train", "train_tiny", args) == []
+    killed = unfinished_run("train_tiny", args, "train")
+    assert killed != other
+    assert pipeline.resume_args("train", "train_tiny", args) == [f"resume='{killed}'"]
+    resumed = load_config("train_tiny", args + pipeline.resume_args("train", "train_tiny", args))
+    assert resumed.resume == killed
+    # the student is another stage: the teacher's folder is not taken for it
+    student = pipeline.train_args("student") + ["teacher_path='t'"]
+    assert pipeline.resume_args("train", "train_tiny", student) == []
+    mark_done(killed)
+    assert pipeline.resume_args("train", "train_tiny", args) == []
+    search = unfinished_run("search_tiny", pipeline.search_args() + ["pretrain=True"], "search")
+    assert pipeline.resume_args("search", "search_tiny", pipeline.search_args() + ["pretrain=True"]) == \
+        [f"resume='{search}'"]
+
+
+def record_scripts(monkeypatch, result=None):
+    import tools.pipeline as pipeline_module
+    calls = []
+
+    def record(relative_path, argv):
+        calls.append((relative_path, list(argv)))
+        return result(relative_path, argv) if result else None
+    monkeypatch.setattr(pipeline_module, "run_script", record)
+    return calls
+
+
+def test_redo_lut_measures_the_table_anew_and_never_touches_a_saved_one(tmp_path, monkeypatch):
+    """The table script only adds missing entries, so --redo lut removes the earlier table first (an earlier
+    session's table on another machine would otherwise be kept); without --redo a partial table is completed."""
+    root = tmp_path / "runs"
+    root.mkdir()
+    seen = []
+    calls = record_scripts(monkeypatch, lambda path, argv: seen.append(os.path.exists(table)))
+    table = Pipeline(str(root), str(tmp_path / "data"), device="cpu").lut_file()
+    with open(table, "w") as handle:
+        handle.write("{}")
+    Pipeline(str(root), str(tmp_path / "data"), device="cpu").stage_lut()          # resumes the partial table
+    redo = Pipeline(str(root), str(tmp_path / "data"), device="cpu", redo="lut")
+    redo.stage_lut()
+    assert seen == [True, False] and len(calls) == 2
+    assert not Pipeline(str(root), str(tmp_path / "data"), device="cpu", redo="search").measure_lut_anew
+    saved = tmp_path / "lut_saved.json"
+    saved.write_text("{}")
+    Pipeline(str(root), str(tmp_path / "data"), device="cpu", redo="data", lut=str(saved)).stage_lut()
+    assert saved.read_text() == "{}" and len(calls) == 2
+
+
+def test_export_stage_writes_the_students_deployment_folder(tmp_path, monkeypatch):
+    """Stage 'export': latency/export_onnx.py on the student (fp32 + int8 calibrated on train images, both
+    evaluated on val); reused while its meta.json exists; its figures go into the summary."""
+    root = tmp_path / "runs"
+    meta = {"models": {"fp32": {"file": "model.onnx", "val_mIoU": 0.31},
+                       "int8": {"file": "model_int8.onnx", "val_mIoU": 0.30}}}
+    calls = record_scripts(monkeypatch, lambda path, argv: meta)
+    pipeline = Pipeline(str(root), str(tmp_path / "data"), data="camvid", device="cpu")
+    pipeline.state["student"] = {"folder": str(root / "train-student")}
+    entry = pipeline.stage_export()
+    deploy = str(root / "deploy")
+    assert calls == [("latency/export_onnx.py", [str(root / "train-student"), "--out", deploy, "--int8",
+                                                 "--calib-images", "32"])]
+    assert entry == {"file": os.path.join(deploy, "meta.json"),
+                     "models": {"fp32": {"file": os.path.join(deploy, "model.onnx"), "val_mIoU": 0.31},
+                                "int8": {"file": os.path.join(deploy, "model_int8.onnx"), "val_mIoU": 0.30}}}
+    pipeline.state["export"] = entry
+    assert not pipeline.is_reusable("export")
+    os.makedirs(deploy)
+    with open(entry["file"], "w") as handle:
+        handle.write("{}")
+    assert pipeline.is_reusable("export") and STAGES[-1] == "export"
+    summary = {"rows": [], "chance_mIoU": 0.01, "folders": {}, "predictions": "p", "tensorboard": "t",
+               "seconds": {}, "deploy": entry["models"]}
+    text = format_summary(summary)
+    assert "model.onnx val mIoU 0.3100, model_int8.onnx val mIoU 0.3000" in text
+    assert f"python {deploy}/predict.py --input photo.jpg" in text

@@ -3,7 +3,7 @@
 demo data → labels (cityscapesscripts) → file lists → latency lookup table (measured on the device the search
 runs on: the GPU on a GPU box, else the CPU) → pretrain the supernet →
 search → train the teacher → train the student → evaluate both on val and write test predictions → measure
-latency → a summary table.
+latency → export the student for deployment (ONNX fp32 and int8, each evaluated on val) → a summary table.
 
 Each stage calls the same script entry point a user would run (``main(argv)`` of ``dataset/…``,
 ``latency/…``, ``search/…``, ``train/…``), with the presets of the chosen data (:data:`PROFILES`: the demo's
@@ -12,7 +12,9 @@ and ``output_root`` set to the pipeline's folder. ``--arch published`` trains th
 architectures instead of searching, as the paper transfers them to CamVid. What a stage produced is
 recorded in ``<root>/pipeline.json`` (written atomically after every stage); a later invocation reuses every
 stage whose output still exists and is finished (``DONE``), so nothing is redone or overwritten unless
-``--redo STAGE`` asks for that stage and the ones after it.
+``--redo STAGE`` asks for that stage and the ones after it (``--redo lut`` measures the table anew). A training
+or search stage stopped part-way (a killed session) continues from its last completed epoch when the pipeline
+runs again with the same settings (``resume=<folder>``), instead of starting over.
 """
 import importlib.util
 import json
@@ -25,10 +27,11 @@ import numpy as np
 from tools.config import load_config
 from tools.utils.fileio import atomic_write
 from tools.data.prepare import link_camvid
-from tools.engine.run import is_done, latest_run
+from tools.engine.run import (CHECKPOINT_NAME, RunFolderError, find_resume_dir, is_done, latest_run,
+                              resume_changes, saved_config)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STAGES = ("data", "lut", "pretrain", "search", "teacher", "student", "evaluate", "latency")
+STAGES = ("data", "lut", "pretrain", "search", "teacher", "student", "evaluate", "latency", "export")
 STATE_NAME = "pipeline.json"
 SEARCH_STAGES = ("lut", "pretrain", "search")
 
@@ -37,7 +40,7 @@ class DataProfile:
     """What differs between the data the main job runs on: presets, where the data comes from, extra keys."""
 
     def __init__(self, name, search_preset, train_preset, root, data_root, train_overrides=(), budget="",
-                 lut_overrides=()):
+                 lut_overrides=(), calib_images=16):
         self.name = name
         self.search_preset = search_preset
         self.train_preset = train_preset
@@ -46,6 +49,7 @@ class DataProfile:
         self.train_overrides = list(train_overrides)
         self.lut_overrides = list(lut_overrides)
         self.budget = budget
+        self.calib_images = calib_images     # train images the int8 export is calibrated on
 
 
 PROFILES = {
@@ -57,9 +61,9 @@ PROFILES = {
                         budget="about 6 minutes on 2 CPU cores",
                         # the table's calibration networks take ~5 ms each at 128x256: a quarter second is plenty
                         lut_overrides=["lut_calibration_budget_s=0.25"]),
-    # the whole search variant on CamVid, planned for about 2 hours on 2 CPU cores (not yet run end to end)
+    # the whole search variant on CamVid: 1 h 47 min on 2 CPU cores (docs/benchmarks.md "CamVid")
     "camvid": DataProfile("camvid", "camvid_search_cpu", "camvid_train_cpu", "runs/camvid", "../shared/camvid",
-                          train_overrides=["nepochs=15"], budget="about 2 hours on 2 CPU cores"),
+                          train_overrides=["nepochs=15"], budget="about 2 hours on 2 CPU cores", calib_images=32),
 }
 
 
@@ -110,6 +114,8 @@ class Pipeline:
                 raise PipelineError(f"--redo {redo!r} is not a stage; stages: {', '.join(STAGES)}.")
             for stage in STAGES[STAGES.index(redo):]:
                 self.state.pop(stage, None)
+        # --redo lut (or data) measures the table anew; a saved table (--lut) is never touched
+        self.measure_lut_anew = redo is not None and STAGES.index(redo) <= STAGES.index("lut") and not self.lut
 
     def _load_state(self):
         if not os.path.isfile(self.state_path):
@@ -183,6 +189,11 @@ class Pipeline:
                                     f"(e.g. {os.path.join(self.profile.root, 'lut_pytorch_cpu_…json')}).")
             print(f"using the saved lookup table {path}", flush=True)
             return {"file": path, "saved": True}
+        if self.measure_lut_anew and os.path.isfile(path):
+            # the script only adds missing entries: a table of an earlier invocation would be kept as it is
+            os.remove(path)
+            print(f"--redo: removed the earlier lookup table {path}; measuring it anew", flush=True)
+            self.measure_lut_anew = False
         run_script("latency/latency_lookup_table.py", [
             f"image_height={config.latency_height}", f"image_width={config.latency_width}",
             f"device='{self.device}'",   # the search refuses a table made on another device
@@ -196,27 +207,49 @@ class Pipeline:
 
     def stage_pretrain(self):
         args = self.search_args() + ["pretrain=True"]
+        args += self.resume_args("search", self.profile.search_preset, args)
         run_script("search/train_search.py", ["--config", self.profile.search_preset] + args)
         return {"folder": self._finished("search", load_config(self.profile.search_preset, args).save, "pretrain")}
 
     def stage_search(self):
         args = self.search_args() + [f"pretrain='{self.folder('pretrain')}'"]
+        args += self.resume_args("search", self.profile.search_preset, args)
         run_script("search/train_search.py", ["--config", self.profile.search_preset] + args)
         return {"folder": self._finished("search", load_config(self.profile.search_preset, args).save, "search")}
 
     def stage_teacher(self):
         args = self.train_args("teacher")
+        args += self.resume_args("train", self.profile.train_preset, args)
         summary = run_script("train/train.py", ["--config", self.profile.train_preset] + args)
         return {"folder": summary["run_dir"], "val_mIoU": summary.get("val_mIoU")}
 
     def stage_student(self):
         args = self.train_args("student") + [f"teacher_path='{self.folder('teacher')}'"]
+        args += self.resume_args("train", self.profile.train_preset, args)
         summary = run_script("train/train.py", ["--config", self.profile.train_preset] + args)
         return {"folder": summary["run_dir"], "val_mIoU": summary.get("val_mIoU")}
+
+    def resume_args(self, prefix, preset, args):
+        """``["resume='<folder>'"]`` when this stage's newest unfinished run folder (a killed invocation's, with
+        a checkpoint) was started with these very settings, so its completed epochs are kept; else ``[]`` (a
+        new folder, as before: a folder of other settings is left as it is)."""
+        config = load_config(preset, args + ["resume=True"])
+        try:
+            folder = find_resume_dir(config, prefix, CHECKPOINT_NAME)
+            resume_changes(saved_config(folder) or {}, config, folder)
+        except RunFolderError:
+            return []
+        print(f"continuing the unfinished run {folder} from its last completed epoch", flush=True)
+        return [f"resume='{folder}'"]
 
     def stage_evaluate(self):
         args = self.train_args("student") + ["is_eval=True", "is_test=True",
                                              f"eval_path='{self.folder('student')}'"]
+        config = load_config(self.profile.train_preset, args)
+        if not os.path.isfile(config.test_source):
+            # SegNet's CamVid comes without a test split here: the predictions and colour overlays are val's
+            print(f"no test list {config.test_source}: predicting the val images instead", flush=True)
+            args.append(f"test_source='{config.eval_source}'")
         summary = run_script("train/train.py", ["--config", self.profile.train_preset] + args)
         return {"folder": summary["run_dir"], "val_mIoU": summary.get("val_mIoU"),
                 "test_dir": summary.get("test_dir")}
@@ -235,6 +268,17 @@ class Pipeline:
             f"json='{report_path}'"])
         with open(report_path) as handle:
             return {"file": report_path, "report": json.load(handle)}
+
+    def stage_export(self):
+        """The student as a deployment folder (what latency/export_onnx.py writes): ONNX fp32 and int8 (calibrated
+        on the train list), each evaluated on val by the project's evaluator running ONNX Runtime."""
+        folder = os.path.join(self.root, "deploy")
+        meta = run_script("latency/export_onnx.py", [self.folder("student"), "--out", folder, "--int8",
+                                                     "--calib-images", str(self.profile.calib_images)])
+        models = {kind: {"file": os.path.join(folder, model["file"]), "val_mIoU": model.get("val_mIoU")}
+                  for kind, model in meta["models"].items()}
+        # 'file', not 'folder': a deployment folder has no DONE marker; meta.json is written after the models
+        return {"file": os.path.join(folder, "meta.json"), "models": models}
 
     def _finished(self, prefix, save, stage):
         folder = latest_run(self.root, f"{prefix}-{save}-")
@@ -301,6 +345,7 @@ class Pipeline:
                 "predictions": self.state["evaluate"].get("test_dir"),
                 "lut": None if self.arch != "search" else dict(file=self.state["lut"]["file"],
                                                                saved=bool(self.state["lut"].get("saved"))),
+                "deploy": self.state.get("export", {}).get("models"),
                 "seconds": {s: self.state[s].get("seconds") for s in self.stages}}
 
     def train_config(self):
@@ -336,6 +381,13 @@ def format_summary(summary):
                      f"{cell(row['latency_ms'], '.3f'):>12} {cell(row['fps'], '.1f'):>8}  {row['input_size']}")
     lines.append(f"chance (uniform random prediction over {summary.get('num_classes', 19)} classes): val mIoU "
                  f"{summary['chance_mIoU']:.4f}")
+    deploy = summary.get("deploy")
+    if deploy:
+        folder = os.path.dirname(next(iter(deploy.values()))["file"])
+        lines.append("deployment (ONNX, student): " + ", ".join(
+            f"{os.path.basename(model['file'])} val mIoU {cell(model.get('val_mIoU'), '.4f')}"
+            for model in deploy.values()) + f"; runs without this project: python {folder}/predict.py --input "
+            f"photo.jpg [--model model_int8.onnx]")
     lines.append("where things are:")
     for stage, where in summary["folders"].items():
         lines.append(f"  {stage:<9} {where}")
