@@ -265,8 +265,12 @@ def test_export_stage_writes_the_students_deployment_folder(tmp_path, monkeypatc
     pipeline.state["student"] = {"folder": str(root / "train-student")}
     entry = pipeline.stage_export()
     deploy = str(root / "deploy")
-    assert calls == [("latency/export_onnx.py", [str(root / "train-student"), "--out", deploy, "--int8",
-                                                 "--calib-images", "32"])]
+    assert calls == [("latency/export_onnx.py", [str(root / "train-student"), "--out", deploy, "--size", "384",
+                                                 "480", "--int8", "--calib-images", "32"])]
+    demo = Pipeline(str(tmp_path / "demo"), str(tmp_path / "data"), device="cpu")
+    demo.state["student"] = {"folder": "s"}
+    demo.stage_export()
+    assert calls[-1][1][3:6] == ["--size", "128", "256"]     # what the demo reads val at, not Cityscapes' 1024
     assert entry == {"file": os.path.join(deploy, "meta.json"),
                      "models": {"fp32": {"file": os.path.join(deploy, "model.onnx"), "val_mIoU": 0.31},
                                 "int8": {"file": os.path.join(deploy, "model_int8.onnx"), "val_mIoU": 0.30}}}

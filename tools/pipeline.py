@@ -273,8 +273,12 @@ class Pipeline:
         """The student as a deployment folder (what latency/export_onnx.py writes): ONNX fp32 and int8 (calibrated
         on the train list), each evaluated on val by the project's evaluator running ONNX Runtime."""
         folder = os.path.join(self.root, "deploy")
-        meta = run_script("latency/export_onnx.py", [self.folder("student"), "--out", folder, "--int8",
-                                                     "--calib-images", str(self.profile.calib_images)])
+        # the size the val images are read at and latency is measured at (128x256 for the demo, whose configs keep
+        # Cityscapes' eval_height 1024: a 1024x2048 model padded around a 128x256 image scored 0.210, not 0.259)
+        search = load_config(self.profile.search_preset, self.data_args())
+        meta = run_script("latency/export_onnx.py", [
+            self.folder("student"), "--out", folder, "--size", str(search.latency_height), str(search.latency_width),
+            "--int8", "--calib-images", str(self.profile.calib_images)])
         models = {kind: {"file": os.path.join(folder, model["file"]), "val_mIoU": model.get("val_mIoU")}
                   for kind, model in meta["models"].items()}
         # 'file', not 'folder': a deployment folder has no DONE marker; meta.json is written after the models
