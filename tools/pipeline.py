@@ -141,7 +141,7 @@ class Pipeline:
         from tools.latency.backends import resolve_device
         if self.lut:
             return self.lut
-        config = load_config(self.profile.search_preset, self.data_args())
+        config = self.search_config()
         kind = resolve_device(self.device).type
         return os.path.join(self.root, f"lut_{config.latency_backend}_{kind}_{config.latency_height}x"
                                        f"{config.latency_width}.json")
@@ -181,7 +181,7 @@ class Pipeline:
         return {"folder": self.dataset_path}
 
     def stage_lut(self):
-        config = load_config(self.profile.search_preset, self.data_args())
+        config = self.search_config()
         path = self.lut_file()
         if self.lut:
             if not os.path.isfile(path):
@@ -255,7 +255,7 @@ class Pipeline:
                 "test_dir": summary.get("test_dir")}
 
     def stage_latency(self):
-        search = load_config(self.profile.search_preset, self.data_args())
+        search = self.search_config()
         report_path = os.path.join(self.root, "latency_report.json")
         if self.arch == "search":
             where = [f"load_path='{self.folder('search')}'", f"lut_path='{self.state['lut']['file']}'"]
@@ -275,7 +275,7 @@ class Pipeline:
         folder = os.path.join(self.root, "deploy")
         # the size the val images are read at and latency is measured at (128x256 for the demo, whose configs keep
         # Cityscapes' eval_height 1024: a 1024x2048 model padded around a 128x256 image scored 0.210, not 0.259)
-        search = load_config(self.profile.search_preset, self.data_args())
+        search = self.search_config()
         meta = run_script("latency/export_onnx.py", [
             self.folder("student"), "--out", folder, "--size", str(search.latency_height), str(search.latency_width),
             "--int8", "--calib-images", str(self.profile.calib_images)])
@@ -354,6 +354,10 @@ class Pipeline:
 
     def train_config(self):
         return load_config(self.profile.train_preset, self.data_args())
+
+    def search_config(self):
+        """The search preset on this data: the latency resolution, backend and table settings every stage shares."""
+        return load_config(self.profile.search_preset, self.data_args())
 
 
 def chance_miou(config, seed=0):
