@@ -80,15 +80,18 @@ def _timing_options(measurer):
     return {name: timing[name] for name in ("statistic", "clock", "repeats") if name in timing}
 
 
+def _time_like(measurer, module, input_size, budget_s, calib_s):
+    """ms of ``module`` timed with ``measurer``'s backend, device, precision and timing options, on this budget."""
+    from tools.latency.backends import measure_latency
+    return measure_latency(module, input_size, backend=measurer.backend, device=measurer.torch_device,
+                           precision=measurer.precision, budget_s=budget_s, calib_s=calib_s,
+                           **_timing_options(measurer)).latency_ms
+
+
 def network_measurer(table, budget_s=1.0, calib_s=0.2):
     """``measure(net, input_size) -> ms`` with the table measurer's backend, device, precision and statistic."""
-    from tools.latency.backends import measure_latency
-    measurer, options = table.measurer, _timing_options(table.measurer)
-
     def measure(net, input_size):
-        return measure_latency(net, input_size, backend=measurer.backend, device=measurer.torch_device,
-                               precision=measurer.precision, budget_s=budget_s, calib_s=calib_s,
-                               **options).latency_ms
+        return _time_like(table.measurer, net, input_size, budget_s, calib_s)
     return measure
 
 
@@ -98,16 +101,12 @@ def entry_measurer(table, budget_s=0.1, calib_s=0.02):
     measurer = table.measurer
     if not hasattr(measurer, "torch_device"):
         return table.time_entry
-    from tools.latency.backends import measure_latency
-    options = _timing_options(measurer)
     budget_s = min(budget_s, getattr(measurer, "timing", {}).get("budget_s", budget_s))
 
     def measure(spec):
         with torch.random.fork_rng(devices=[]):    # building draws from the RNG: leave the caller's stream
             module = spec.build()
-        return measure_latency(module, spec.input_size, backend=measurer.backend, device=measurer.torch_device,
-                               precision=measurer.precision, budget_s=budget_s, calib_s=calib_s,
-                               **options).latency_ms
+        return _time_like(measurer, module, spec.input_size, budget_s, calib_s)
     return measure
 
 
