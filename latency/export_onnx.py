@@ -27,8 +27,9 @@ def main(argv=None):
     parser.add_argument("--arch-idx", type=int, default=None, help="0 teacher / 1 student (default: from the weights)")
     parser.add_argument("--random-weights", action="store_true", help="export the untrained network (no weights)")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                        help="input size, multiples of 32 (default: the config's eval_height eval_width, "
-                             "rounded up to multiples of 32)")
+                        help="input size, multiples of 32 (default: the size val is evaluated at: the first val "
+                             "image after down_sampling, else the config's eval_height eval_width; rounded up "
+                             "to multiples of 32)")
     parser.add_argument("--dynamic-batch", action="store_true", help="any batch size")
     parser.add_argument("--dynamic-hw", action="store_true", help="any height and width (multiples of 32)")
     parser.add_argument("--argmax", action="store_true", help="argmax inside the graph: uint8 class map output")

@@ -19,7 +19,8 @@ from tools.engine.run import write_config
 from tools.models.build import derived_from_config
 from tools.engine.weights import load_weights, save_weights
 from tools.latency.backends import tensorrt_available
-from tools.latency.deploy import DeployError, export_deployment, find_weights, read_meta, tensorrt_engine
+from tools.latency.deploy import (DeployError, default_export_size, export_deployment, find_weights, read_meta,
+                                  tensorrt_engine)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NO_TORCH = ("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
@@ -62,6 +63,22 @@ def test_export_refuses_random_weights_unless_asked_by_name(tmp_path):
         export_onnx.main(["--out", str(tmp_path / "deploy")])
     assert not os.path.exists(tmp_path / "deploy")
     assert find_weights(None, random_weights=True) == (None, 1)
+
+
+def test_default_export_size_is_the_size_val_is_evaluated_at(run_folder, tmp_path):
+    # the demo presets keep Cityscapes' eval size 1024x2048 while the scenes are read at half size: a network
+    # exported at 1024x2048 and fed a padded 32x64 image scored 0.210 instead of 0.2585 (global pooling saw padding)
+    root, _ = run_folder
+    config = load_config("train_tiny", [f"dataset_path='{root / 'data'}'", "down_sampling=2"])
+    assert (config.eval_height, config.eval_width) == (1024, 2048)
+    lines = []
+    assert default_export_size(config, lines.append) == (32, 64)             # the 64x128 val images / 2
+    assert "val images' size" in lines[0] and "32x64" in lines[0]
+    # no val list where the export runs: the config's eval size, rounded up to multiples of 32
+    config = load_config("train_tiny", [f"dataset_path='{tmp_path}'", "eval_height=360", "eval_width=480"])
+    lines = []
+    assert default_export_size(config, lines.append) == (384, 480)
+    assert "eval_height x eval_width" in lines[0]
 
 
 def test_deployment_folder_holds_models_meta_and_predict(deployment, run_folder):

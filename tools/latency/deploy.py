@@ -24,8 +24,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tools.data.datasets import dataset_from_config, label_set_from_config, read_file_list, read_image
+from tools.data.datasets import (dataset_from_config, label_set_from_config, read_file_list, read_image,
+                                 resize_for_down_sampling)
 from tools.utils.fileio import atomic_write, copy_file, write_json, write_png
+from tools.data.errors import DataError, DataFileNotFoundError
 from tools.data.transforms import SIZE_DIVISOR, normalize
 from tools.data.visualize import legend
 from tools.engine.evaluator import Evaluator
@@ -98,6 +100,26 @@ def find_weights(weights, arch_idx=None, random_weights=False):
         return None, 1 if arch_idx is None else int(arch_idx)
     path = resolve_weights(weights)
     return path, weights_arch_idx(path) if arch_idx is None else int(arch_idx)
+
+
+def default_export_size(config, log=print):
+    """The size val is evaluated at, up to multiples of 32: the first val image after ``down_sampling``.
+
+    The config's eval_height x eval_width is not always that size (the demo presets keep Cityscapes' 1024x2048
+    while their 256x512 scenes are read at 128x256, and a network exported at a larger size than it is run at
+    sees zero padding in its global pooling); it is the fallback where the val list cannot be read here.
+    """
+    try:
+        first = read_file_list(config.eval_source)[0][0]
+        height, width = resize_for_down_sampling(read_image(os.path.join(config.img_root_folder, first)),
+                                                 config.down_sampling, nearest=False).shape[:2]
+        source = f"the val images' size ({config.eval_source}, down_sampling {config.down_sampling})"
+    except (DataError, DataFileNotFoundError, IndexError):
+        height, width = config.eval_height, config.eval_width
+        source = "the config's eval_height x eval_width (no readable val list here)"
+    size = (-(-height // SIZE_DIVISOR) * SIZE_DIVISOR, -(-width // SIZE_DIVISOR) * SIZE_DIVISOR)
+    log(f"export size {size[0]}x{size[1]}: {source}, up to multiples of {SIZE_DIVISOR}; --size chooses another")
+    return size
 
 
 def calibration_images(config, count, size):
@@ -211,8 +233,7 @@ def export_deployment(weights, out_dir, preset=None, overrides=(), arch_idx=None
     if path:
         load_weights(model, path)
     model.eval()
-    size = tuple(size or (-(-config.eval_height // SIZE_DIVISOR) * SIZE_DIVISOR,       # the val images' size,
-                          -(-config.eval_width // SIZE_DIVISOR) * SIZE_DIVISOR))       # up to a multiple of 32
+    size = tuple(size or default_export_size(config, log))
     if size[0] % SIZE_DIVISOR or size[1] % SIZE_DIVISOR:
         raise DeployError(f"export size {size[0]}x{size[1]} is not a multiple of {SIZE_DIVISOR}; pass --size with "
                           f"multiples of {SIZE_DIVISOR}.")
