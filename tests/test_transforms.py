@@ -7,8 +7,8 @@ import pytest
 from demo_helpers import rgb_coded
 from tools.data import transforms as transforms_module
 from tools.data.errors import DataError
-from tools.data.transforms import (TrainTransform, generate_random_crop_pos, normalize, pad_image_to_shape,
-                                   random_crop_pad_to_shape, random_mirror, random_scale)
+from tools.data.transforms import (TrainTransform, ceil_to_multiple, generate_random_crop_pos, normalize,
+                                   pad_image_to_shape, random_crop_pad_to_shape, random_mirror, random_scale)
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -159,3 +159,10 @@ def test_train_and_search_configs_take_scale_choice_and_no_eval_flip():
         config = load_config(name, [])
         assert config.eval_flip is False, name
         assert config.train_scale_range is False and list(config.train_scale_array) == [0.75, 1, 1.25], name
+
+
+def test_ceil_to_multiple_is_the_size_a_whole_image_is_padded_to():
+    assert ceil_to_multiple((360, 480)) == (384, 480)        # CamVid, as evaluated and exported
+    assert ceil_to_multiple((32, 64)) == (32, 64)
+    assert ceil_to_multiple((1, 33)) == (32, 64)
+    assert ceil_to_multiple((10, 10), divisor=8) == (16, 16)

@@ -29,6 +29,11 @@ def check_crop_size(height, width, what="crop size", keys="image_height/image_wi
                         f"use e.g. {suggestion}.")
 
 
+def ceil_to_multiple(shape, divisor=SIZE_DIVISOR):
+    """(height, width) rounded up to multiples of ``divisor``: the size a whole image is zero-padded to."""
+    return tuple(-(-int(side) // divisor) * divisor for side in shape)
+
+
 def get_2dshape(shape):
     """An int means a square; anything else is (height, width)."""
     if np.isscalar(shape):

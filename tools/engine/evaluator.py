@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from tools.utils.fileio import write_png
-from tools.data.transforms import SIZE_DIVISOR, check_crop_size, get_2dshape, normalize, pad_image_to_shape
+from tools.data.transforms import ceil_to_multiple, check_crop_size, get_2dshape, normalize, pad_image_to_shape
 from tools.data.visualize import show_img
 from tools.engine.metrics import all_reduce_hist, compute_score, confusion_matrix, format_iou_table
 
@@ -155,7 +155,7 @@ class Evaluator:
 
     def whole_eval(self, img, output_size=None, input_size=None, device=None):
         """The whole image at once (zero-padded to a multiple of 32 if needed, then cropped back)."""
-        shape = input_size if input_size is not None else _ceil_to(img.shape[:2], SIZE_DIVISOR)
+        shape = input_size if input_size is not None else ceil_to_multiple(img.shape[:2])
         data, margin = self.process_image(img, shape)
         score = _crop_margin(self.val_func_process(data, device), margin)
         if output_size is not None:
@@ -175,7 +175,7 @@ class Evaluator:
     def scale_process(self, img, ori_shape, crop_size, stride_rate, device=None):
         """Score map (C x H x W, float64) of one scaled image, resized to ``ori_shape``."""
         rows, cols = img.shape[:2]
-        crop_h, crop_w = get_2dshape(crop_size) if crop_size is not None else _ceil_to((rows, cols), SIZE_DIVISOR)
+        crop_h, crop_w = get_2dshape(crop_size) if crop_size is not None else ceil_to_multiple((rows, cols))
         if rows <= crop_h and cols <= crop_w:
             data, margin = self.process_image(img, (crop_h, crop_w))
             score = _crop_margin(self.val_func_process(data, device), margin)
@@ -241,10 +241,6 @@ def _names_of(dataset):
         return getter() if getter is not None else None
     except (AttributeError, NotImplementedError):
         return None
-
-
-def _ceil_to(shape, divisor):
-    return tuple(int(math.ceil(s / divisor) * divisor) for s in shape)
 
 
 def _crop_margin(score, margin):

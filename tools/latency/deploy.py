@@ -28,7 +28,7 @@ from tools.data.datasets import (dataset_from_config, label_set_from_config, rea
                                  resize_for_down_sampling)
 from tools.utils.fileio import atomic_write, copy_file, write_json, write_png
 from tools.data.errors import DataError, DataFileNotFoundError
-from tools.data.transforms import SIZE_DIVISOR, normalize
+from tools.data.transforms import SIZE_DIVISOR, ceil_to_multiple, normalize
 from tools.data.visualize import legend
 from tools.engine.evaluator import Evaluator
 from tools.engine.predictor import config_for_weights, resolve_weights, weights_arch_idx
@@ -117,7 +117,7 @@ def default_export_size(config, log=print):
     except (DataError, DataFileNotFoundError, IndexError):
         height, width = config.eval_height, config.eval_width
         source = "the config's eval_height x eval_width (no readable val list here)"
-    size = (-(-height // SIZE_DIVISOR) * SIZE_DIVISOR, -(-width // SIZE_DIVISOR) * SIZE_DIVISOR)
+    size = ceil_to_multiple((height, width))        # what the evaluator pads a whole val image to
     log(f"export size {size[0]}x{size[1]}: {source}, up to multiples of {SIZE_DIVISOR}; --size chooses another")
     return size
 
