@@ -29,6 +29,19 @@ def test_user_overrides_go_only_to_presets_that_know_them(tmp_path):
     assert pipeline.overrides_for("train_tiny") == ["nepochs=1", "aux_weight=0.5"]
 
 
+def test_supernet_overrides_reach_the_table_the_training_and_the_latency_report(tmp_path):
+    """`python run_demo.py Fch=6` sizes every stage alike: before, the table, the latency report and the
+    networks' Fch came from the preset alone (Fch 3) while the search and training got the override."""
+    pipeline = Pipeline(str(tmp_path), overrides=["Fch=6", "latency_height=64", "latency_width=128"])
+    pipeline.state["search"] = {"folder": str(tmp_path / "search")}
+    config = pipeline.search_config()
+    assert (config.Fch, config.latency_height, config.latency_width) == (6, 64, 128)
+    assert "Fch=6" in pipeline.supernet_args()
+    assert load_config("train_tiny", pipeline.train_args("teacher")).Fch == 6
+    assert pipeline.lut_file().endswith("_64x128.json")
+    assert Pipeline(str(tmp_path)).search_config().Fch == 3
+
+
 def test_finished_stages_are_reused_and_redo_invalidates_the_rest(tmp_path):
     root = tmp_path / "runs"
     done = root / "search-x"

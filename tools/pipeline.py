@@ -157,7 +157,8 @@ class Pipeline:
     def supernet_args(self):
         """The searched space's size, so training and latency build what the search searched (the paper's for
         the published architectures)."""
-        search = load_config(self.profile.search_preset if self.arch == "search" else "search", self.data_args())
+        preset = self.profile.search_preset if self.arch == "search" else "search"
+        search = load_config(preset, self.data_args() + self.overrides_for(preset))
         return [f"layers={search.layers}", f"Fch={search.Fch}", f"width_mult_list={list(search.width_mult_list)}"]
 
     def overrides_for(self, preset):
@@ -353,11 +354,15 @@ class Pipeline:
                 "seconds": {s: self.state[s].get("seconds") for s in self.stages}}
 
     def train_config(self):
-        return load_config(self.profile.train_preset, self.data_args())
+        preset = self.profile.train_preset
+        return load_config(preset, self.data_args() + self.overrides_for(preset))
 
     def search_config(self):
-        """The search preset on this data: the latency resolution, backend and table settings every stage shares."""
-        return load_config(self.profile.search_preset, self.data_args())
+        """The search preset on this data with the user's overrides: the supernet's size, the latency resolution,
+        backend and table settings every stage shares (``Fch=6`` on the command line sizes the table, the search,
+        the training and the latency report alike)."""
+        preset = self.profile.search_preset
+        return load_config(preset, self.data_args() + self.overrides_for(preset))
 
 
 def chance_miou(config, seed=0):
