@@ -3,6 +3,7 @@
     python run_demo.py                    # every stage, reusing the finished ones
     python run_demo.py --redo teacher     # train the teacher (and everything after it) again
     python run_demo.py --data camvid --data-root ../shared/camvid    # the same on CamVid (about 2 hours, 2 cores)
+    python run_demo.py --root runs/demo_f6 Fch=6    # key=value overrides: here a twice as wide supernet, every stage
 
 A stage stopped part-way (a killed session) continues from its last completed epoch on the next invocation.
 """

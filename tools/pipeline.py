@@ -441,7 +441,7 @@ def main(argv=None):
     parser.add_argument("--lut", help="a saved lookup table (lut_*.json of an earlier run) instead of measuring "
                                       "one: the same table gives the same search")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="config overrides passed to the search and train stages that know the key")
+                        help="config overrides passed to the stages whose preset knows the key (the search preset's Fch, layers, width_mult_list and latency size also size the table, the training and the latency report)")
     args = parser.parse_args(argv)
     profile = PROFILES[args.data]
     root = args.root or (profile.root if args.arch == "search" else profile.root + "_published")
