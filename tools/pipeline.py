@@ -157,8 +157,7 @@ class Pipeline:
     def supernet_args(self):
         """The searched space's size, so training and latency build what the search searched (the paper's for
         the published architectures)."""
-        preset = self.profile.search_preset if self.arch == "search" else "search"
-        search = load_config(preset, self.data_args() + self.overrides_for(preset))
+        search = self.preset_config(self.profile.search_preset if self.arch == "search" else "search")
         return [f"layers={search.layers}", f"Fch={search.Fch}", f"width_mult_list={list(search.width_mult_list)}"]
 
     def overrides_for(self, preset):
@@ -353,16 +352,18 @@ class Pipeline:
                 "deploy": self.state.get("export", {}).get("models"),
                 "seconds": {s: self.state[s].get("seconds") for s in self.stages}}
 
-    def train_config(self):
-        preset = self.profile.train_preset
+    def preset_config(self, preset):
+        """A preset on this data with the user's overrides that it knows."""
         return load_config(preset, self.data_args() + self.overrides_for(preset))
+
+    def train_config(self):
+        return self.preset_config(self.profile.train_preset)
 
     def search_config(self):
         """The search preset on this data with the user's overrides: the supernet's size, the latency resolution,
         backend and table settings every stage shares (``Fch=6`` on the command line sizes the table, the search,
         the training and the latency report alike)."""
-        preset = self.profile.search_preset
-        return load_config(preset, self.data_args() + self.overrides_for(preset))
+        return self.preset_config(self.profile.search_preset)
 
 
 def chance_miou(config, seed=0):
@@ -441,7 +442,9 @@ def main(argv=None):
     parser.add_argument("--lut", help="a saved lookup table (lut_*.json of an earlier run) instead of measuring "
                                       "one: the same table gives the same search")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="config overrides passed to the stages whose preset knows the key (the search preset's Fch, layers, width_mult_list and latency size also size the table, the training and the latency report)")
+                        help="config overrides passed to the stages whose preset knows the key (the search "
+                             "preset's Fch, layers, width_mult_list and latency size also size the table, the "
+                             "training and the latency report)")
     args = parser.parse_args(argv)
     profile = PROFILES[args.data]
     root = args.root or (profile.root if args.arch == "search" else profile.root + "_published")
