@@ -7,7 +7,7 @@
 arms/refines, FFM and heads for ``lut_fch_cells`` / ``lut_fch_heads``); ``lut_plan="derived"`` only the entries
 the derived networks of ``load_path`` read. The table is saved after every entry and an interrupted run resumes
 where it stopped; a table made on another device or at another resolution is refused. Every entry is timed in
-``lut_rounds`` interleaved passes (fastest kept); the table then holds the glue between the modules
+``lut_rounds`` passes, each in a shuffled order (median kept); the table then holds the glue between the modules
 (upsamplings, concatenations) and ends with a calibration against ``lut_calibration_networks`` random networks of
 the search space measured whole (tools/latency/calibrate.py; issue 17).
 """

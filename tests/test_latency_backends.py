@@ -6,7 +6,8 @@ import torch.nn as nn
 
 from tools.latency import backends
 from tools.latency.backends import (BackendUnavailableError, LatencyError, OnnxExportError, Timing,
-                                    export_onnx, make_measurer, measure_latency, resolve_backend, time_callable)
+                                    export_onnx, make_measurer, measure_interleaved, measure_latency, resolve_backend,
+                                    time_callable, time_interleaved)
 
 FAST = dict(calib_s=0.01, budget_s=0.03, warmup=2, repeats=3)
 
@@ -52,6 +53,43 @@ def test_time_callable_with_fixed_iterations_skips_calibration():
     clock = FakeClock(0.001)
     _, repeats, iterations = time_callable(clock.run, clock, warmup=0, iterations=10, repeats=5, calib_s=1.0)
     assert iterations == 10 and clock.runs == 10 and repeats == pytest.approx([1.0] * 5)
+
+
+def test_time_interleaved_gives_every_callable_the_same_phases_of_a_drifting_machine():
+    clock = FakeClock(0.001)
+    phase = {"slow_from": 0.1015}     # the machine turns 2x slower half-way through the measured slices (below)
+    order = []
+
+    def callable_named(name):
+        def run():
+            order.append(name)
+            clock.now += clock.step * (2 if clock.now > phase["slow_from"] else 1)
+        return run
+    # calibration: 1+2+4+8+16 runs per callable (0.062 s), then 4 slices of 10 runs (10 ms) each in turn
+    results = time_interleaved([callable_named("a"), callable_named("b")], clock, warmup=0, calib_s=0.01,
+                               budget_s=0.0404, slices=4)
+    measured = order[62:]
+    assert measured == (["a"] * 10 + ["b"] * 10) * 4          # one slice of each in turn
+    for value, slices, iterations in results:
+        assert slices == pytest.approx([1.0, 1.0, 2.0, 2.0]) and iterations == 40
+        assert value == pytest.approx(1.5)                    # the same for both: the phases cancel
+    clock.now, phase["slow_from"] = 0.0, 0.0515    # a: 31 calibration + 20 timed runs; b after that
+    sequential = [time_callable(callable_named(name), clock, warmup=0, calib_s=0.01, budget_s=0.0202, repeats=2)[0]
+                  for name in "ab"]
+    assert sequential == pytest.approx([1.0, 2.0])     # one after the other, b lands in the slow phase alone
+    clock.now, phase["slow_from"] = 0.0, 0.1015
+    fastest = time_interleaved([callable_named("a"), callable_named("b")], clock, warmup=0, calib_s=0.01,
+                               budget_s=0.0404, slices=4, statistic="min")
+    assert [value for value, _, _ in fastest] == pytest.approx([1.0, 1.0])
+    with pytest.raises(LatencyError, match="unknown statistic 'mean'"):
+        time_interleaved([clock.run], clock, statistic="mean")
+
+
+def test_measure_interleaved_times_each_model_on_cpu():
+    timings = measure_interleaved([small_net(), nn.Sequential(small_net(), nn.Conv2d(4, 4, 3, padding=1))],
+                                  (1, 3, 16, 16), slices=3, calib_s=0.01, budget_s=0.03, warmup=2)
+    assert len(timings) == 2 and all(t.latency_ms > 0 and len(t.repeats_ms) == 3 for t in timings)
+    assert all(t.backend == "pytorch" and t.device.startswith("CPU") for t in timings)
 
 
 def test_pytorch_backend_times_a_module_on_cpu():

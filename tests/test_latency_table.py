@@ -117,11 +117,12 @@ def test_fill_table_resumes_after_an_interruption(tmp_path):
     table = load_table(path, resolution=(64, 128), measurer=fake_measurer(calls, fail_after=3))
     with pytest.raises(KeyboardInterrupt):
         fill_table(table, SPECS, progress=False)
-    assert len(read_json(path)) == 3
+    first = set(read_json(path).entries)
+    assert len(first) == 3
     calls2 = []
     table = load_table(path, resolution=(64, 128), measurer=fake_measurer(calls2))
     added = fill_table(table, SPECS, progress=False)
-    assert len(calls2) == 3 and added == [spec.key for _, spec in SPECS[3:]]
+    assert len(calls2) == 3 and sorted(added) == sorted({spec.key for _, spec in SPECS} - first)
     assert set(read_json(path).entries) == {spec.key for _, spec in SPECS}
     assert fill_table(table, SPECS, progress=False) == []
 
@@ -161,19 +162,42 @@ def test_calibration_scales_every_lookup_and_survives_a_round_trip(tmp_path):
     assert read_json(PUBLISHED_TABLE).scale == 1.0 and "glue" not in read_json(PUBLISHED_TABLE).meta
 
 
-def test_fill_table_keeps_the_fastest_of_its_passes_and_records_how_it_timed(tmp_path):
-    values = iter([5.0, 7.0, 3.0, 9.0])      # pass 1: 5, 7; pass 2: 3, 9
+def test_fill_table_keeps_the_median_of_shuffled_passes_and_records_how_it_timed(tmp_path):
+    specs = [spec for _, spec in SPECS]
+    passes = {spec.key: [5.0 + i, 9.0 + i, 1.0 + i] for i, spec in enumerate(specs)}   # median: the first pass
+    orders = []
 
     def measure(module, input_size):
-        return next(values)
+        raise AssertionError("timed through time_entry")
     measure.device, measure.backend, measure.precision = "CPU test", "pytorch", "fp32"
     measure.timing = {"budget_s": 0.1, "statistic": "median", "clock": "wall"}
     table = load_table(str(tmp_path / "r.json"), resolution=(64, 128), measurer=measure)
     assert table.meta["glue"] is True        # a new table holds the glue between the modules
-    added = fill_table(table, SPECS[:2] + SPECS[:1], progress=False, rounds=2)   # a key read twice: timed once
-    assert [table.entries[key] for key in added] == [3.0, 7.0]
+
+    def time_entry(spec):
+        if not orders or len(orders[-1]) == len(specs):
+            orders.append([])
+        orders[-1].append(spec.key)
+        return passes[spec.key][len(orders) - 1]
+    table.time_entry = time_entry
+    added = fill_table(table, SPECS + SPECS[:1], progress=False, rounds=3)   # a key read twice: timed once
+    assert sorted(added) == sorted(passes) and len(orders) == 3
+    assert all(sorted(order) == sorted(passes) for order in orders)
+    listed = [spec.key for spec in specs]
+    assert len({tuple(order) for order in orders + [listed]}) == 4   # every pass in its own order, none the listing's
+    assert {key: table.entries[key] for key in passes} == {key: values[0] for key, values in passes.items()}
     timing = read_json(str(tmp_path / "r.json")).meta["timing"]
-    assert timing["rounds"] == 2 and timing["budget_s"] == 0.1 and timing["threads"] >= 1
+    assert timing["rounds"] == 3 and timing["passes"] == "median" and timing["order"] == "shuffled"
+    assert timing["budget_s"] == 0.1 and timing["threads"] >= 1
+
+
+def test_two_passes_give_the_mean_and_one_pass_the_single_timing(tmp_path):
+    for rounds, expected in ((2, 4.0), (1, 5.0)):
+        values = iter([5.0, 3.0])
+        table = load_table(None, resolution=(64, 128), measurer=fake_measurer())
+        table.time_entry = lambda spec: next(values)
+        fill_table(table, SPECS[:1], progress=False, rounds=rounds)
+        assert table.entries[SPECS[0][1].key] == expected
 
 
 def test_an_uncalibrated_measured_table_loads_with_a_note(tmp_path, capsys):

@@ -11,6 +11,7 @@ robust to a stray slow group on a shared machine.
 """
 import contextlib
 import copy
+import functools
 import io
 import os
 import platform
@@ -188,33 +189,50 @@ class CudaEventClock:
 TIMING_DEFAULTS = {"budget_s": 6.0, "calib_s": 1.0, "repeats": 5, "statistic": "median", "clock": "wall"}
 
 
-def time_callable(run, clock=None, warmup=10, iterations=None, calib_s=1.0, budget_s=6.0, repeats=5,
-                  statistic="median"):
-    """Time ``run()`` with the original protocol; returns (median ms, per-repeat ms, iterations).
-
-    Warm-up is ``warmup`` runs (the original: 10), cut short after ``calib_s`` seconds (at least 2 runs) so a
-    network taking seconds per run on a CPU is not warmed for a minute. Calibration starts at one iteration
-    (the original started at 100) and doubles until a batch takes ``calib_s``; the measured iteration count is
-    ``budget_s`` worth of iterations (the original used 6 s), at least ``repeats``. ``statistic``: the median
-    of the repeat groups (default) or their minimum (robust when other jobs share the machine).
-    """
-    clock = clock or WallClock()
+def _warm_up(run, clock, warmup=10, calib_s=1.0):
+    """``warmup`` runs (the original: 10), cut short after ``calib_s`` seconds (at least 2 runs) so a network
+    taking seconds per run on a CPU is not warmed for a minute."""
     clock.start()
     for done in range(1, warmup + 1):
         run()
         if done >= 2 and clock.stop() >= calib_s:
             break
+
+
+def _rate(run, clock, calib_s=1.0):
+    """Iterations per second of ``run``: a batch starting at one iteration (the original started at 100),
+    doubled until it takes ``calib_s``."""
+    count = 1
+    while True:
+        clock.start()
+        for _ in range(count):
+            run()
+        elapsed = clock.stop()
+        if elapsed >= calib_s:
+            return count / max(elapsed, 1e-9)
+        count *= 2
+
+
+def _statistic(values, statistic):
+    if statistic not in ("median", "min"):
+        raise LatencyError(f"unknown statistic '{statistic}'; use 'median' or 'min'.")
+    return statistics.median(values) if statistic == "median" else min(values)
+
+
+def time_callable(run, clock=None, warmup=10, iterations=None, calib_s=1.0, budget_s=6.0, repeats=5,
+                  statistic="median"):
+    """Time ``run()`` with the original protocol; returns (median ms, per-repeat ms, iterations).
+
+    After the warm-up (:func:`_warm_up`) and, unless ``iterations`` is given, the calibration (:func:`_rate`), the
+    measured iteration count is ``budget_s`` worth of iterations (the original used 6 s), at least ``repeats``.
+    ``statistic``: the median of the repeat groups (default) or their minimum (robust when other jobs share the
+    machine).
+    """
+    clock = clock or WallClock()
+    _statistic([0.0], statistic)
+    _warm_up(run, clock, warmup, calib_s)
     if iterations is None:
-        count = 1
-        while True:
-            clock.start()
-            for _ in range(count):
-                run()
-            elapsed = clock.stop()
-            if elapsed >= calib_s:
-                break
-            count *= 2
-        iterations = max(int(count / max(elapsed, 1e-9) * budget_s), repeats)
+        iterations = max(int(_rate(run, clock, calib_s) * budget_s), repeats)
     per_repeat = max(iterations // repeats, 1)
     results = []
     for _ in range(repeats):
@@ -222,10 +240,34 @@ def time_callable(run, clock=None, warmup=10, iterations=None, calib_s=1.0, budg
         for _ in range(per_repeat):
             run()
         results.append(clock.stop() / per_repeat * 1000.0)
-    if statistic not in ("median", "min"):
-        raise LatencyError(f"unknown statistic '{statistic}'; use 'median' or 'min'.")
-    value = statistics.median(results) if statistic == "median" else min(results)
-    return value, results, per_repeat * repeats
+    return _statistic(results, statistic), results, per_repeat * repeats
+
+
+def time_interleaved(runs, clock=None, warmup=10, calib_s=0.2, budget_s=2.0, slices=10, statistic="median"):
+    """Time several callables in turn, one slice of each at a time; returns [(ms, per-slice ms, iterations)].
+
+    Why: the speed of a shared VM drifts in phases of tens of seconds (one network at 128x256 on 2 threads:
+    15-27 ms over 45 s). Timed one after the other, each callable lands in one phase and the ranking of similar
+    callables measures the phases: 20 random networks ranked against their own second measurement with
+    Spearman 0.55-0.88. With each one's ``budget_s`` cut into ``slices`` taken in turn, every callable is
+    sampled across the whole window: 0.985 on the same machine (docs/benchmarks.md, issue 17). ``statistic``
+    (median or min) is taken over the slices.
+    """
+    clock = clock or WallClock()
+    _statistic([0.0], statistic)
+    slices = max(int(slices), 1)
+    per_slice = []
+    for run in runs:
+        _warm_up(run, clock, warmup, calib_s)
+        per_slice.append(max(int(_rate(run, clock, calib_s) * budget_s / slices), 1))
+    samples = [[] for _ in runs]
+    for _ in range(slices):
+        for run, count, times in zip(runs, per_slice, samples):
+            clock.start()
+            for _ in range(count):
+                run()
+            times.append(clock.stop() / count * 1000.0)
+    return [(_statistic(times, statistic), times, count * slices) for times, count in zip(samples, per_slice)]
 
 
 def _cast_model(model, device, precision, channels_last):
@@ -251,6 +293,21 @@ def make_input(input_size, device="cpu", precision="fp32", channels_last=False, 
     return x
 
 
+@contextlib.contextmanager
+def _cudnn_for_timing(device):
+    """The original's timing set-up on CUDA (cudnn on, benchmark mode); restored after, so a search keeps its own."""
+    saved = torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark
+    if device.type == "cuda":
+        torch.backends.cudnn.enabled = True
+        torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark = saved
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
 def measure_pytorch(model, input_size, device="cpu", precision="fp32", channels_last=False, cuda_graphs=False,
                     clock="wall", **timing):
     """Eager PyTorch latency of ``model`` on ``input_size``; ``cuda_graphs`` replays a captured CUDA graph."""
@@ -259,25 +316,31 @@ def measure_pytorch(model, input_size, device="cpu", precision="fp32", channels_
     _check_precision(precision, device)
     if cuda_graphs and device.type != "cuda":
         raise LatencyError("cuda_graphs=True needs device='cuda'; CUDA graphs do not exist on CPU.")
-    saved = torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark
-    if device.type == "cuda":   # the original's timing set-up; restored after, so a search keeps its own
-        torch.backends.cudnn.enabled = True
-        torch.backends.cudnn.benchmark = True
-    try:
+    with _cudnn_for_timing(device):
         model = _cast_model(model, device, precision, channels_last)
         x = make_input(input_size, device, precision, channels_last)
         with torch.no_grad():
-            if cuda_graphs:
-                run = _capture_cuda_graph(model, x, device)
-            else:
-                def run():
-                    model(x)
+            run = _capture_cuda_graph(model, x, device) if cuda_graphs else functools.partial(model, x)
             median, repeats, iterations = time_callable(run, timer, **timing)
-    finally:
-        torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark = saved
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
     return Timing(median, repeats, iterations, "pytorch", device_name(device), precision)
+
+
+def measure_interleaved(models, input_size, device="cpu", precision="fp32", clock="wall", **timing):
+    """Eager PyTorch latency of several models timed in turn, slice by slice (:func:`time_interleaved`);
+    returns a :class:`Timing` per model (``repeats_ms``: the per-slice times).
+
+    For comparing models on a machine whose speed drifts (benchmarks/bench_lut_fidelity.py): all of them see the
+    same phases. ``timing``: budget_s (per model), slices, statistic, warmup, calib_s.
+    """
+    device = resolve_device(device)
+    timer = make_clock(clock, device, lambda: _sync(device))
+    _check_precision(precision, device)
+    with _cudnn_for_timing(device), torch.no_grad():
+        x = make_input(input_size, device, precision)
+        runs = [functools.partial(_cast_model(model, device, precision, False), x) for model in models]
+        results = time_interleaved(runs, timer, **timing)
+    return [Timing(value, slices, iterations, "pytorch", device_name(device), precision)
+            for value, slices, iterations in results]
 
 
 def _capture_cuda_graph(model, x, device):

@@ -15,8 +15,10 @@ Fidelity on a CPU (issue 17). A table made by this project also records (meta):
 * ``glue: true`` -- it holds the upsamplings and concatenations between the modules (``interp_*``, ``cat_*``), and
   derived-network estimates read them (:func:`tools.latency.expected.derived_latency`);
 * ``timing`` -- how its entries were timed: budget, statistic, clock, threads, and ``rounds``: every entry is
-  timed in that many interleaved passes over the table and keeps its fastest pass, so a slow phase of the
-  machine (tens of seconds on a shared 2-core VM) does not inflate a run of neighbouring entries;
+  timed in that many passes over the table, each in a shuffled order, and keeps the median of its passes
+  (``passes: "median"``, :func:`fill_table`), so a slow or fast phase of the machine (tens of seconds on a shared
+  2-core VM) neither moves a run of neighbouring entries together nor puts the table at the machine's best
+  phase. Tables of 2026-12-03 have no ``passes``: their entries kept their fastest pass;
 * ``calibration`` -- ``scale``: the mean ratio of a few random networks of the search space measured whole to the
   sum of their entries timed alone right after them, on the same machine (:mod:`tools.latency.calibrate`). An
   operator timed alone in a loop keeps its weights, input and its threads' share of the data in their caches;
@@ -31,6 +33,8 @@ import datetime
 import json
 import math
 import os
+import random
+import statistics
 from contextlib import contextmanager
 
 import torch
@@ -306,13 +310,17 @@ def load_table(path=None, resolution=None, device=None, backend=None, precision=
     return table
 
 
-def fill_table(table, specs, progress=True, save_every=1, rounds=1):
+def fill_table(table, specs, progress=True, save_every=1, rounds=1, seed=0):
     """Time every spec whose key is missing (resumable: present keys are skipped); returns the new keys.
 
     Saves the table after every ``save_every`` new entries, so an interrupted run loses at most that many.
-    ``rounds`` > 1: the new entries are timed again in ``rounds - 1`` further passes over all of them and keep
-    their fastest pass (a slow phase of the machine then hits every entry alike instead of a run of
-    neighbours); recorded in ``meta["timing"]["rounds"]``.
+    ``rounds`` > 1: the new entries are timed again in ``rounds - 1`` further passes over all of them, each pass
+    in its own shuffled order (``seed``), and keep the median of their passes (the mean of two). Why: the table
+    is listed in grid order, where neighbours are similar operators; a slow or fast phase of the machine (tens of
+    seconds on a shared 2-core VM) would otherwise move a run of them together, and a network reading several
+    would be off as a whole. The median keeps an entry at the machine's typical speed, which is what a network
+    measured over a while sees (the fastest pass, kept until 2026-12-04, put every entry at the machine's best
+    phase). Recorded in ``meta["timing"]``: ``rounds``, ``passes`` = "median", ``order`` = "shuffled".
     """
     from tqdm import tqdm
     missing, seen = [], set(table.entries)
@@ -320,6 +328,8 @@ def fill_table(table, specs, progress=True, save_every=1, rounds=1):
         if spec.key not in seen:
             seen.add(spec.key)
             missing.append((section, spec))
+    order = random.Random(seed)
+    order.shuffle(missing)
     saved = (table.measure, table.autosave)
     table.measure, table.autosave = True, save_every == 1
     added = []
@@ -332,11 +342,15 @@ def fill_table(table, specs, progress=True, save_every=1, rounds=1):
             if table.path and save_every > 1 and len(added) % save_every == 0:
                 table.save()
         timed = [spec for _, spec in missing[:len(added)]]
+        passes = {spec.key: [table.entries[spec.key]] for spec in timed}
         for number in range(2, rounds + 1):
+            order.shuffle(timed)
             for spec in tqdm(timed, disable=not progress, unit="op", desc=f"latency table, pass {number}/{rounds}"):
-                table.entries[spec.key] = min(table.entries[spec.key], table.time_entry(spec))
+                passes[spec.key].append(table.time_entry(spec))
+        for key, values in passes.items():
+            table.entries[key] = statistics.median(values)
         if added and isinstance(table.meta.get("timing"), dict):
-            table.meta["timing"]["rounds"] = max(int(rounds), 1)
+            table.meta["timing"].update(rounds=max(int(rounds), 1), passes="median", order="shuffled")
     finally:
         table.measure, table.autosave = saved
         if table.path and added:
