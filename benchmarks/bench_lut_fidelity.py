@@ -74,7 +74,7 @@ def measure_networks(nets, input_size, args, timing):
 
 def network_latency(rounds, args):
     """One figure per network from its rounds' figures. With slices, their mean: each round is already taken
-    across its whole window, and the machine's level moves between rounds (by 25-30 % on the shared VM of
+    across its whole window, and the machine's level moves between rounds (by up to 40 % on the shared VM of
     docs/benchmarks.md), so the mean is the typical speed (a median pooled over both rounds' slices falls in the gap
     between the two levels and ranked the networks worse: rho 0.91 where the mean gave 0.98). Without slices, the
     fastest round: each round sat in one phase of the machine, and the fastest is the least disturbed."""
