@@ -213,9 +213,14 @@ def _rate(run, clock, calib_s=1.0):
         count *= 2
 
 
-def _statistic(values, statistic):
+def _check_statistic(statistic):
+    """Refuse an unknown statistic before any timing is spent."""
     if statistic not in ("median", "min"):
         raise LatencyError(f"unknown statistic '{statistic}'; use 'median' or 'min'.")
+
+
+def _statistic(values, statistic):
+    _check_statistic(statistic)
     return statistics.median(values) if statistic == "median" else min(values)
 
 
@@ -229,7 +234,7 @@ def time_callable(run, clock=None, warmup=10, iterations=None, calib_s=1.0, budg
     machine).
     """
     clock = clock or WallClock()
-    _statistic([0.0], statistic)
+    _check_statistic(statistic)
     _warm_up(run, clock, warmup, calib_s)
     if iterations is None:
         iterations = max(int(_rate(run, clock, calib_s) * budget_s), repeats)
@@ -254,7 +259,7 @@ def time_interleaved(runs, clock=None, warmup=10, calib_s=0.2, budget_s=2.0, sli
     (median or min) is taken over the slices.
     """
     clock = clock or WallClock()
-    _statistic([0.0], statistic)
+    _check_statistic(statistic)
     slices = max(int(slices), 1)
     per_slice = []
     for run in runs:
