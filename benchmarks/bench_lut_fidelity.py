@@ -20,6 +20,13 @@ The networks are measured in ``--rounds`` rounds; within a round each network's 
 sees the same phases of a machine whose speed drifts, and a network's figure is the mean of its rounds. With
 ``--slices 1`` (the protocol before 2026-12-04) each network is timed in one piece and its fastest round kept: on
 a shared VM that ranked the networks against their own second round with rho 0.55-0.88 only.
+
+The machine's level: the table is measured minutes before the networks, and a shared VM's speed moves by
+10-20 % over minutes. So (with ``--slices`` > 1 and unless ``--no-level-probe``) the calibration's own networks,
+rebuilt from their seeds, are measured again within the same rounds; ``level_probe.level`` = their latency now /
+their latency during the calibration (> 1: the machine is slower now than when the table was made), and
+``mean_ratio_at_calibration_level`` = the mean ratio divided by it. The headline ratio is not corrected; the probe
+says how much of a miss is the machine's level rather than the table.
 """
 import os, sys  # noqa: E401
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -30,7 +37,7 @@ import time  # noqa: E402
 import torch  # noqa: E402
 
 from tools.latency.backends import device_name, make_measurer, measure_interleaved, measure_latency  # noqa: E402,E501
-from tools.latency.calibrate import calibrate_table, random_networks  # noqa: E402
+from tools.latency.calibrate import calibrate_table, random_network, random_networks  # noqa: E402
 from tools.latency.expected import derived_latency, derived_specs, table_has_glue  # noqa: E402
 from tools.latency.table import fill_table, load_table  # noqa: E402
 from tools.utils.fileio import write_json  # noqa: E402
@@ -81,6 +88,26 @@ def network_latency(rounds, args):
     return sum(rounds) / len(rounds) if args.slices > 1 else min(rounds)
 
 
+def calibration_probe(table):
+    """[(seed, network, its whole-network ms during the calibration: mean of its passes)] of the table's
+    calibration, rebuilt from the seeds and settings stored in ``meta["calibration"]``."""
+    calibration = table.meta.get("calibration") or {}
+    probe = []
+    for row in calibration.get("networks", []):
+        net = random_network(row["seed"], **calibration.get("network", {}))
+        if net is not None and list(net.lasts) == list(row["lasts"]):
+            probe.append((row["seed"], net, sum(row["measured_rounds_ms"]) / len(row["measured_rounds_ms"])))
+    return probe
+
+
+def level_probe(probe, measured_rounds):
+    """The probe networks' latency now over their latency during the calibration (mean over networks)."""
+    now = [sum(rounds) / len(rounds) for rounds in measured_rounds]
+    then = [ms for _, _, ms in probe]
+    return {"seeds": [seed for seed, _, _ in probe], "calibration_ms": then, "now_ms": now,
+            "level": sum(a / b for a, b in zip(now, then)) / len(probe)}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--height", type=int, default=256)
@@ -109,6 +136,8 @@ def main(argv=None):
     parser.add_argument("--calibration-budget", type=float, default=1.0, help="seconds per calibration network")
     parser.add_argument("--plain", action="store_true",
                         help="the table as before issue 17: one pass, no glue entries, no calibration")
+    parser.add_argument("--no-level-probe", action="store_true",
+                        help="do not measure the calibration's networks again beside the test networks")
     parser.add_argument("--out", default="")
     args = parser.parse_args(argv)
     if args.slices > 1 and args.backend != "pytorch":
@@ -139,10 +168,13 @@ def main(argv=None):
                                       budget_s=args.calibration_budget, progress=False)
         print(f"calibration over {len(calibration['networks'])} networks: scale {calibration['scale']:.3f}")
     networks = [(seed, net, derived_latency(net, size, table).latency_ms) for seed, net in found]
-    measured = {index: [] for index in range(len(networks))}
+    probe = calibration_probe(table) if args.slices > 1 and not args.no_level_probe else []
+    measured = {index: [] for index in range(len(networks) + len(probe))}
     for _ in range(args.rounds):  # interleaved rounds: a slow phase of the machine hits every network alike
-        for index, value in enumerate(measure_networks([net for _, net, _ in networks], (1,) + size, args, timing)):
+        nets = [net for _, net, _ in networks] + [net for _, net, _ in probe]
+        for index, value in enumerate(measure_networks(nets, (1,) + size, args, timing)):
             measured[index].append(value)
+    level = level_probe(probe, [measured[len(networks) + k] for k in range(len(probe))]) if probe else None
     rows = []
     for index, (seed, net, estimate) in enumerate(networks):
         best = network_latency(measured[index], args)
@@ -154,10 +186,11 @@ def main(argv=None):
     mean_ratio = sum(r["ratio"] for r in rows) / len(rows)
     # the measurement's own repeatability: the ranking of the networks by their first vs their second round. On a
     # machine whose speed drifts (a shared VM), this bounds the rho any table can show against one measurement.
-    retest = spearman([measured[i][0] for i in measured], [measured[i][1] for i in measured]) \
+    tested = range(len(networks))
+    retest = spearman([measured[i][0] for i in tested], [measured[i][1] for i in tested]) \
         if args.rounds >= 2 else None
     # and its level: the mean measured/table of each round alone (how far the machine's speed moved between rounds)
-    round_ratios = [sum(measured[i][k] / networks[i][2] for i in measured) / len(rows) for k in range(args.rounds)]
+    round_ratios = [sum(measured[i][k] / networks[i][2] for i in tested) / len(rows) for k in range(args.rounds)]
     result = {"device": device_name(args.device), "backend": measurer.backend, "precision": "fp32",
               "threads": torch.get_num_threads(), "clock": args.clock, "statistic": args.statistic,
               "repeats": args.repeats, "rounds": args.rounds, "slices": args.slices,
@@ -167,13 +200,19 @@ def main(argv=None):
               "table_glue": glue, "entry_rounds": args.entry_rounds,
               "calibration": table.meta.get("calibration"),
               "spearman_rho": rho, "mean_ratio_measured_over_table": mean_ratio,
-              "retest_rho_round1_vs_round2": retest, "mean_ratio_by_round": round_ratios, "networks": rows,
+              "retest_rho_round1_vs_round2": retest, "mean_ratio_by_round": round_ratios,
+              "level_probe": level, "mean_ratio_at_calibration_level": mean_ratio / level["level"] if level else None,
+              "networks": rows,
               "seconds": time.perf_counter() - start, "torch": torch.__version__,
               "date": time.strftime("%Y-%m-%d %H:%M")}
     print(f"Spearman rho {rho:.3f}, mean measured/table {mean_ratio:.3f} over {len(rows)} networks "
           f"({len(table)} table entries, {result['seconds']:.0f} s)"
           + (f"; the measurement itself, round 1 vs round 2: rho {retest:.3f}" if retest is not None else "")
           + "; mean measured/table by round: " + ", ".join(f"{ratio:.3f}" for ratio in round_ratios))
+    if level:
+        print(f"level probe: the calibration's {len(probe)} networks now take {level['level']:.3f}x their time "
+              f"during the calibration; at the calibration's level the mean ratio would be "
+              f"{result['mean_ratio_at_calibration_level']:.3f}")
     name = f"lut_fidelity_{tag}_{args.height}x{args.width}.json"
     out = args.out or os.path.join(RESULTS, name)
     write_json(out, result, indent=1)

@@ -64,7 +64,7 @@ def main(argv=None):
                                       budget_s=config.lut_calibration_budget_s, **calibration_networks(config))
         ratios = ", ".join(f"{sum(row['paired_ratios']) / len(row['paired_ratios']):.2f}"
                            for row in calibration["networks"])
-        print(f"calibration: whole network / its entries timed alone right after it {ratios} over "
+        print(f"calibration: whole network / its entries timed alone at the same time {ratios} over "
               f"{len(calibration['networks'])} random networks; lookups are scaled by {calibration['scale']:.3f}")
 
 

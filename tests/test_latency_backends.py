@@ -85,6 +85,24 @@ def test_time_interleaved_gives_every_callable_the_same_phases_of_a_drifting_mac
         time_interleaved([clock.run], clock, statistic="mean")
 
 
+def test_time_interleaved_takes_one_budget_per_callable():
+    clock = FakeClock(0.001)
+    results = time_interleaved([clock.run, clock.run], clock, warmup=0, calib_s=0.01, budget_s=[0.041, 0.0041],
+                               slices=2)
+    assert [iterations for _, _, iterations in results] == [40, 4]
+    with pytest.raises(LatencyError, match="budget_s has 3 values for 2 items"):
+        time_interleaved([clock.run, clock.run], clock, budget_s=[1.0, 1.0, 1.0])
+
+
+def test_measure_interleaved_gives_each_model_its_own_input_size():
+    models = [nn.Conv2d(3, 4, 3), nn.Conv2d(8, 2, 1)]          # a shared input would fail the second one
+    timings = measure_interleaved(models, [(1, 3, 16, 16), (1, 8, 4, 4)], slices=2, calib_s=0.005, budget_s=0.01,
+                                  warmup=1)
+    assert len(timings) == 2 and all(t.latency_ms > 0 for t in timings)
+    with pytest.raises(LatencyError, match="input_size has 1 values for 2 items"):
+        measure_interleaved(models, [(1, 3, 16, 16)])
+
+
 def test_measure_interleaved_times_each_model_on_cpu():
     timings = measure_interleaved([small_net(), nn.Sequential(small_net(), nn.Conv2d(4, 4, 3, padding=1))],
                                   (1, 3, 16, 16), slices=3, calib_s=0.01, budget_s=0.03, warmup=2)

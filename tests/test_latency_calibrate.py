@@ -4,7 +4,7 @@ import json
 import pytest
 
 from tools.latency.calibrate import CALIBRATION_SEED, calibrate_table, random_network, random_networks
-from tools.latency.expected import derived_latency
+from tools.latency.expected import derived_latency, derived_specs
 from tools.latency.table import LatencyTable, read_json
 
 TINY = dict(layers=6, Fch=3, width_mult_list=[4. / 12, 8. / 12, 1.], stem_head_width=(1., 1.), num_classes=19)
@@ -55,6 +55,7 @@ def test_calibration_pairs_each_network_with_its_entries_timed_at_the_same_momen
         assert row["measured_ms"] == pytest.approx(1.25 * row["table_ms"])
         assert row["measured_rounds_ms"][0] == pytest.approx(1.4 * 1.25 * row["table_ms"])
     assert calibration["rounds"] == 2 and calibration["glue"] is True and calibration["network"]["Fch"] == 3
+    assert calibration["pairing"] == "sequential" and calibration["slices"] == 1     # custom timers: one by one
     key = next(iter(table.entries))
     assert table.lookup(key) == pytest.approx(1.25 * table.entries[key])
     saved = read_json(str(tmp_path / "t.json"))     # saved atomically with the entries it timed
@@ -78,3 +79,32 @@ def test_recalibrating_a_calibrated_table_fits_the_raw_sums():
         return 2.0 * derived_latency(net, SIZE, table).latency_ms / table.scale
     assert calibrate_table(table, SIZE, count=2, rounds=1, measure_network=measure_network, progress=False,
                            **TINY)["scale"] == pytest.approx(2.0)
+
+
+def test_on_the_pytorch_backend_each_network_is_timed_interleaved_with_its_entries(monkeypatch):
+    """The network and each distinct entry it reads go to one interleaved timing (network first, its own input
+    size and budget, the entries' sizes and a short budget), so both sides of the paired ratio see the same phases
+    of the machine; a read repeated in the network counts as often as it is read."""
+    from tools.latency import backends
+    table = LatencyTable(meta={"glue": True}, measurer=backends.make_measurer("pytorch", "cpu", budget_s=0.05))
+    calls = []
+
+    def fake_interleaved(models, input_sizes, budget_s, slices, **timing):
+        calls.append({"models": models, "sizes": input_sizes, "budget_s": budget_s, "slices": slices})
+        return [backends.Timing(10.0)] + [backends.Timing(1.0) for _ in models[1:]]
+    monkeypatch.setattr(backends, "measure_interleaved", fake_interleaved)
+    monkeypatch.setattr(LatencyTable, "time_entry", lambda self, spec: 1.0)   # fill_table without timing
+    calibration = calibrate_table(table, SIZE, count=2, rounds=1, budget_s=0.3, slices=4, progress=False, **TINY)
+    assert calibration["pairing"] == "interleaved" and calibration["slices"] == 4
+    networks = random_networks(2, CALIBRATION_SEED, **TINY)
+    ratios = []
+    for call, (seed, net) in zip(calls, networks):
+        reads = [spec for _, spec in derived_specs(net, SIZE, glue=True)[0]]
+        distinct = {spec.key: spec for spec in reads}
+        assert call["models"][0].genotype == net.genotype and len(call["models"]) == 1 + len(distinct)
+        assert call["sizes"] == [(1,) + SIZE] + [spec.input_size for spec in distinct.values()]
+        assert call["budget_s"] == [0.3] + [0.05] * len(distinct) and call["slices"] == 4
+        ratios.append(10.0 / len(reads))                   # every entry 1 ms, the network 10 ms
+    assert len(calls) == 2 and len(reads) > len(distinct)      # the last network reads some entry twice
+    assert [row["paired_ratios"] for row in calibration["networks"]] == [pytest.approx([r]) for r in ratios]
+    assert calibration["scale"] == pytest.approx(sum(ratios) / 2)

@@ -91,7 +91,7 @@ def test_lookup_table_script_makes_a_resumable_calibrated_table_that_run_latency
     assert "head_H8_W16_Cin128_Cout19" in table and "interp_H8_W16_C19_factor8" in table
     assert "cat_H8_W16_Cin64_Cout128" in table and len(table) > 28 + 8
     calibration = table.meta["calibration"]
-    assert [row["seed"] for row in calibration["networks"]] == [1000]
+    assert [row["seed"] for row in calibration["networks"]] == [1000] and calibration["pairing"] == "interleaved"
     row = calibration["networks"][0]
     assert len(row["paired_ratios"]) == 2 and row["measured_ms"] == min(row["measured_rounds_ms"])
     assert calibration["scale"] == pytest.approx(sum(row["paired_ratios"]) / 2)

@@ -248,6 +248,15 @@ def time_callable(run, clock=None, warmup=10, iterations=None, calib_s=1.0, budg
     return _statistic(results, statistic), results, per_repeat * repeats
 
 
+def _per_item(value, count, name):
+    """``value`` repeated ``count`` times, or ``value`` itself when it is already a list of ``count`` items."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != count:
+            raise LatencyError(f"{name} has {len(value)} values for {count} items; give one value or one per item.")
+        return list(value)
+    return [value] * count
+
+
 def time_interleaved(runs, clock=None, warmup=10, calib_s=0.2, budget_s=2.0, slices=10, statistic="median"):
     """Time several callables in turn, one slice of each at a time; returns [(ms, per-slice ms, iterations)].
 
@@ -256,15 +265,17 @@ def time_interleaved(runs, clock=None, warmup=10, calib_s=0.2, budget_s=2.0, sli
     callables measures the phases: 20 random networks ranked against their own second measurement with
     Spearman 0.55-0.88. With each one's ``budget_s`` cut into ``slices`` taken in turn, every callable is
     sampled across the whole window: 0.985 on the same machine (docs/benchmarks.md, issue 17). ``statistic``
-    (median or min) is taken over the slices.
+    (median or min) is taken over the slices. ``budget_s``: seconds per callable, one number or one per callable
+    (the table's calibration gives a whole network more than each of its operators).
     """
     clock = clock or WallClock()
     _check_statistic(statistic)
     slices = max(int(slices), 1)
+    budgets = _per_item(budget_s, len(runs), "budget_s")
     per_slice = []
-    for run in runs:
+    for run, budget in zip(runs, budgets):
         _warm_up(run, clock, warmup, calib_s)
-        per_slice.append(max(int(_rate(run, clock, calib_s) * budget_s / slices), 1))
+        per_slice.append(max(int(_rate(run, clock, calib_s) * budget / slices), 1))
     samples = [[] for _ in runs]
     for _ in range(slices):
         for run, count, times in zip(runs, per_slice, samples):
@@ -334,15 +345,18 @@ def measure_interleaved(models, input_size, device="cpu", precision="fp32", cloc
     """Eager PyTorch latency of several models timed in turn, slice by slice (:func:`time_interleaved`);
     returns a :class:`Timing` per model (``repeats_ms``: the per-slice times).
 
-    For comparing models on a machine whose speed drifts (benchmarks/bench_lut_fidelity.py): all of them see the
-    same phases. ``timing``: budget_s (per model), slices, statistic, warmup, calib_s.
+    For comparing models on a machine whose speed drifts (benchmarks/bench_lut_fidelity.py, the table's
+    calibration): all of them see the same phases. ``input_size``: one (N, C, H, W) for all models or a list of
+    one per model. ``timing``: budget_s (per model: one number or a list), slices, statistic, warmup, calib_s.
     """
     device = resolve_device(device)
     timer = make_clock(clock, device, lambda: _sync(device))
     _check_precision(precision, device)
+    per_model = isinstance(input_size[0], (list, tuple))
+    sizes = _per_item(list(input_size), len(models), "input_size") if per_model else [tuple(input_size)] * len(models)
     with _cudnn_for_timing(device), torch.no_grad():
-        x = make_input(input_size, device, precision)
-        runs = [functools.partial(_cast_model(model, device, precision, False), x) for model in models]
+        runs = [functools.partial(_cast_model(model, device, precision, False), make_input(size, device, precision))
+                for model, size in zip(models, sizes)]
         results = time_interleaved(runs, timer, **timing)
     return [Timing(value, slices, iterations, "pytorch", device_name(device), precision)
             for value, slices, iterations in results]

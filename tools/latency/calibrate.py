@@ -11,13 +11,16 @@ right is the *ranking*; what it gets wrong is close to one factor per machine, t
 So a table made by latency/latency_lookup_table.py ends with a calibration: ``count`` random architectures of the
 search space (:func:`random_network`, the same family as benchmarks/bench_lut_fidelity.py, from seeds that
 benchmark never draws) are derived and their entries added to the table. Then, in each of ``rounds`` passes, each
-network is measured whole and, right after it, each of its entries is timed again alone (a short budget): the
-ratio of the two is taken at one moment, so a slow or fast phase of the machine (on a shared 2-core VM the same
-network's latency drifts by 1.5x over tens of seconds) cancels out of it. ``scale`` = the mean of these paired
-ratios is stored in ``meta["calibration"]`` with the networks' figures, and every lookup returns
-``entry x scale``. (A first version divided the whole networks' latency by the table's stored sums: measured in
-one 20-second window, it carried that window's speed into the scale: 1.25 and 1.55 for the same kind of table,
-where the paired ratios gave 1.09-1.23 in four runs; docs/benchmarks.md.)
+network is measured whole together with each of its entries timed again alone (a short budget), interleaved
+slice by slice (:func:`interleaved_pair_measurer`): the ratio of the two is taken over one window that both
+sides sample alike, so a slow or fast phase of the machine (on a shared 2-core VM the same network's latency
+drifts by 1.5x over tens of seconds) cancels out of it. ``scale`` = the mean of these paired ratios is stored in
+``meta["calibration"]`` with the networks' figures, and every lookup returns ``entry x scale``.
+History (docs/benchmarks.md, issue 17): a first version divided the whole networks' latency by the table's
+stored sums; measured in one 20-second window, it carried that window's speed into the scale (1.25 and 1.55
+for the same kind of table). The next timed the network and then its entries right after it (still the way for
+backends other than PyTorch eager): one table recalibrated four times got 1.10-1.22 (sd 0.053); interleaved,
+1.168-1.183 (sd 0.006).
 """
 import datetime
 
@@ -30,6 +33,7 @@ from tools.models.derived import Network_Multi_Path_Infer
 
 WIDTHS = (4. / 12, 6. / 12, 8. / 12, 10. / 12, 1.)
 CALIBRATION_SEED = 1000     # bench_lut_fidelity draws its test networks from seeds 0, 1, 2, ...
+PAIR_SLICES = 5             # slices per network and entry when a pair is timed interleaved
 
 
 def random_network(seed, layers=16, Fch=12, width_mult_list=WIDTHS, stem_head_width=(8. / 12, 8. / 12),
@@ -110,15 +114,69 @@ def entry_measurer(table, budget_s=0.1, calib_s=0.02):
     return measure
 
 
+def interleaved_pair_measurer(table, budget_s=1.0, entry_budget_s=0.1, slices=PAIR_SLICES, calib_s=0.05):
+    """``measure(net, specs, input_size) -> (whole ms, {key: ms})``: the network and each of its entries timed
+    in turn, slice by slice (:func:`tools.latency.backends.measure_interleaved`), so the two sides of a paired
+    ratio see the same phases of the machine; None when the table's measurer is not the PyTorch backend (then
+    the pair is timed one after the other, :func:`network_measurer` and :func:`entry_measurer`).
+
+    Why: timed one after the other (the network for ``budget_s``, then its ~40 entries for 0.1 s each), the two
+    sides of a pair fell in different phases often enough that one network's ratio read 1.10 in one pass and
+    1.58 in the next while its whole time moved by 2 %; one table recalibrated four times got scales of
+    1.10-1.22 that way and 1.168-1.183 interleaved (docs/benchmarks.md, issue 17).
+    """
+    measurer = table.measurer
+    if getattr(measurer, "backend", None) != "pytorch" or not hasattr(measurer, "torch_device"):
+        return None
+    timing = getattr(measurer, "timing", {})
+    entry_budget_s = min(entry_budget_s, timing.get("budget_s", entry_budget_s))
+    calib_s = min(calib_s, entry_budget_s)      # the warm-up and rate of ~40 entries: not more than their timing
+
+    def measure(net, specs, input_size):
+        from tools.latency.backends import measure_interleaved
+        unique = {spec.key: spec for spec in specs}
+        with torch.random.fork_rng(devices=[]):    # building draws from the RNG: leave the caller's stream
+            modules = [spec.build() for spec in unique.values()]
+        timings = measure_interleaved([net] + modules, [tuple(input_size)] + [spec.input_size for spec in
+                                                                              unique.values()],
+                                      device=measurer.torch_device, precision=measurer.precision,
+                                      clock=timing.get("clock", "wall"), statistic=timing.get("statistic", "median"),
+                                      budget_s=[budget_s] + [entry_budget_s] * len(modules), slices=slices,
+                                      calib_s=calib_s)
+        return timings[0].latency_ms, {key: t.latency_ms for key, t in zip(unique, timings[1:])}
+    return measure
+
+
+def _sequential_pair_measurer(measure_network, measure_entry):
+    """``measure(net, specs, input_size)`` from a network timer and an entry timer: the network, then each of
+    its distinct entries right after it."""
+    def measure(net, specs, input_size):
+        whole = float(measure_network(net, input_size))
+        return whole, {key: float(measure_entry(spec)) for key, spec in {spec.key: spec for spec in specs}.items()}
+    return measure
+
+
+def _pair_measurer(table, budget_s, calib_s, slices, measure_network, measure_entry):
+    """(``measure(net, specs, input_size)``, "interleaved" or "sequential") for :func:`calibrate_table`."""
+    if measure_network is None and measure_entry is None:
+        interleaved = interleaved_pair_measurer(table, budget_s, slices=slices)
+        if interleaved is not None:
+            return interleaved, "interleaved"
+    return _sequential_pair_measurer(measure_network or network_measurer(table, budget_s, calib_s),
+                                     measure_entry or entry_measurer(table)), "sequential"
+
+
 def calibrate_table(table, size, count=4, rounds=2, budget_s=1.0, calib_s=0.2, measure_network=None,
-                    measure_entry=None, first_seed=CALIBRATION_SEED, progress=True, **network):
+                    measure_entry=None, first_seed=CALIBRATION_SEED, progress=True, slices=PAIR_SLICES, **network):
     """Fit and store ``meta["calibration"]`` of ``table`` for inputs ``size`` = (3, H, W); returns it.
 
     ``network``: the random networks' settings (layers, Fch, width_mult_list, stem_head_width, num_classes),
-    which the table must hold or be able to time (it needs a measurer). ``measure_network(net, (1, 3, H, W))``
-    defaults to :func:`network_measurer` (``budget_s`` per network), ``measure_entry(spec)`` to
-    :func:`entry_measurer`. Entries the networks read that are missing are first added to the table with
-    ``rounds`` passes, like :func:`tools.latency.table.fill_table`.
+    which the table must hold or be able to time (it needs a measurer). On the PyTorch backend each network and
+    its entries are timed interleaved in ``slices`` (:func:`interleaved_pair_measurer`, ``budget_s`` for the
+    network); otherwise, or when ``measure_network(net, (1, 3, H, W))`` or ``measure_entry(spec)`` is given
+    (tests), the network is timed (:func:`network_measurer`) and then each entry alone (:func:`entry_measurer`).
+    Entries the networks read that are missing are first added to the table with ``rounds`` passes, like
+    :func:`tools.latency.table.fill_table`.
     """
     size = tuple(int(v) for v in size)
     glue = table_has_glue(table)
@@ -126,14 +184,12 @@ def calibrate_table(table, size, count=4, rounds=2, budget_s=1.0, calib_s=0.2, m
     reads = {seed: [spec for _, spec in derived_specs(net, size, glue=glue)[0]] for seed, net in networks}
     fill_table(table, [("calibration", spec) for seed, _ in networks for spec in reads[seed]], progress=progress,
                rounds=rounds)
-    measure_network = measure_network or network_measurer(table, budget_s, calib_s)
-    measure_entry = measure_entry or entry_measurer(table)
+    measure_pair, pairing = _pair_measurer(table, budget_s, calib_s, slices, measure_network, measure_entry)
     measured = {seed: [] for seed, _ in networks}
     paired = {seed: [] for seed, _ in networks}
     for _ in range(rounds):
         for seed, net in networks:
-            whole = float(measure_network(net, (1,) + size))
-            alone = {spec.key: float(measure_entry(spec)) for spec in reads[seed]}   # right after it
+            whole, alone = measure_pair(net, reads[seed], (1,) + size)
             measured[seed].append(whole)
             paired[seed].append(whole / sum(alone[spec.key] for spec in reads[seed]))
     rows = []
@@ -145,7 +201,8 @@ def calibrate_table(table, size, count=4, rounds=2, budget_s=1.0, calib_s=0.2, m
     ratios = [ratio for row in rows for ratio in row["paired_ratios"]]
     scale = sum(ratios) / len(ratios)
     calibration = {"scale": scale, "method": "mean over random networks and passes of (whole network) / (sum of "
-                                             "its entries timed alone right after it)",
+                                             "its entries timed alone at the same time)",
+                   "pairing": pairing, "slices": int(slices) if pairing == "interleaved" else 1,
                    "networks": rows, "rounds": int(rounds), "budget_s": float(budget_s),
                    "threads": torch.get_num_threads(), "glue": glue,
                    "network": {name: (list(value) if isinstance(value, (tuple, list)) else value)
