@@ -21,8 +21,8 @@ sees the same phases of a machine whose speed drifts, and a network's figure is 
 ``--slices 1`` (the protocol before 2026-12-04) each network is timed in one piece and its fastest round kept: on
 a shared VM that ranked the networks against their own second round with rho 0.55-0.88 only.
 
-The machine's level: the table is measured minutes before the networks, and a shared VM's speed moves by
-10-20 % over minutes. So (with ``--slices`` > 1 and unless ``--no-level-probe``) the calibration's own networks,
+The machine's level: the table is measured minutes before the networks, and a shared VM's speed moves by up to
+25 % over minutes. So (with ``--slices`` > 1 and unless ``--no-level-probe``) the calibration's own networks,
 rebuilt from their seeds, are measured again within the same rounds; ``level_probe.level`` = their latency now /
 their latency during the calibration (> 1: the machine is slower now than when the table was made), and
 ``mean_ratio_at_calibration_level`` = the mean ratio divided by it. The headline ratio is not corrected; the probe
