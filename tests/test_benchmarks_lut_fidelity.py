@@ -1,24 +1,17 @@
 """benchmarks/bench_lut_fidelity.py: the level probe rebuilds the calibration's networks and compares their
 latency now with their latency during the calibration (issue 17)."""
-import importlib.util
-import os
-
 import pytest
 
 from tools.latency.calibrate import CALIBRATION_SEED, random_networks
 from tools.latency.table import LatencyTable
+from tools.pipeline import load_script
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, "benchmarks", "bench_lut_fidelity.py")
 TINY = dict(layers=6, Fch=3, width_mult_list=[4. / 12, 8. / 12, 1.], stem_head_width=[1., 1.], num_classes=19)
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_lut_fidelity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/bench_lut_fidelity.py")
 
 
 def test_the_level_probe_rebuilds_the_calibration_networks_and_divides_now_by_then(bench):

@@ -1,10 +1,11 @@
 """benchmarks/bench_original_search.py without the original code: the checkout check and the latency stub."""
-import importlib.util
 import os
 import subprocess
 import sys
 
 import pytest
+
+from tools.pipeline import load_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "benchmarks", "bench_original_search.py")
@@ -12,10 +13,7 @@ SCRIPT = os.path.join(REPO, "benchmarks", "bench_original_search.py")
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_original_search", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/bench_original_search.py")
 
 
 def test_empty_folder_is_refused_before_anything_runs(bench, tmp_path):
