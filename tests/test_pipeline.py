@@ -16,11 +16,16 @@ def test_training_and_latency_build_the_searched_space(tmp_path):
     train = load_config("train_tiny", pipeline.train_args("teacher"))
     assert (train.layers, train.Fch, train.width_mult_list) == (search.layers, search.Fch, search.width_mult_list)
     assert train.load_path == str(tmp_path / "search") and train.mode == "teacher"
-    # the demo's short-run schedule (1,000 steps, poly) unless the user overrides it on the command line
-    assert (train.nepochs * train.niters_per_epoch, train.lr_schedule, train.lr) == (1000, "poly", 0.05)
+    # the demo's short-run schedule (poly; the teacher 2,000 steps, the student 1,000, so that the teacher the
+    # student learns from is ahead of it) unless the user overrides it on the command line
+    assert (train.nepochs * train.niters_per_epoch, train.lr_schedule, train.lr) == (2000, "poly", 0.05)
+    student = load_config("train_tiny", pipeline.train_args("student"))
+    assert (student.nepochs * student.niters_per_epoch, student.lr_schedule, student.lr) == (1000, "poly", 0.05)
+    assert (train.val_interval, student.val_interval) == (train.nepochs, student.nepochs)   # validate at the end
     user = Pipeline(str(tmp_path / "runs"), str(tmp_path / "data"), overrides=["nepochs=2"])
     user.state["search"] = {"folder": str(tmp_path / "search")}
     assert load_config("train_tiny", user.train_args("teacher")).nepochs == 2
+    assert load_config("train_tiny", user.train_args("student")).nepochs == 2
 
 
 def test_user_overrides_go_only_to_presets_that_know_them(tmp_path):
