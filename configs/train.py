@@ -32,6 +32,7 @@ C.branch = None
 C.stem_head_width = None       # teacher [(1, 1)]; student [(1, 1), (8/12, 8/12)]
 C.load_path = ""               # searched folder with arch_0.pt / arch_1.pt; empty: the published FasterSeg
 C.teacher_path = ""            # run folder with the trained teacher's weights0.pt (student mode)
+C.init_path = ""               # fine-tuning: weights file or run folder the trained network starts from ('': scratch)
 C.load_epoch = "last"          # "last" or an epoch number: which searched architecture to load
 C.batch_size = 12
 C.image_height = 512

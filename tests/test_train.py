@@ -18,7 +18,7 @@ from tests.reliability_helpers import dead_pid
 from tools.config import ConfigError, load_config
 from tools.data.errors import DataError
 from tools.engine.run import RunFolderError, RunLock, RunLockedError
-from tools.engine.weights import WeightsMismatchError
+from tools.engine.weights import WeightsMismatchError, clean_state_dict
 from tools.models.archfile import ArchFileError
 from tools.train.loop import TrainSetupError, run
 from tools.train.trainer import NonFiniteLossError, Trainer
@@ -276,6 +276,54 @@ def test_student_alone_trains_without_a_teacher(workspace, monkeypatch):
     assert np.mean(losses[-2:]) < np.mean(losses[:2])
     log = open(os.path.join(folder, "log.txt")).read()
     assert "teacher" not in log.split("args = ")[-1].split("\n", 1)[1]
+
+
+def first_step_weights(monkeypatch, run_config):
+    """The trained network's and the teacher's state_dicts when ``run(run_config)`` takes its first step."""
+    seen = {}
+    original_step = Trainer.train_step
+
+    def spy(self, images, target, iteration=0):
+        if not seen:
+            seen["model"] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            seen["teacher"] = None if self.teacher is None else dict(self.teacher.state_dict())
+        return original_step(self, images, target, iteration)
+
+    monkeypatch.setattr(Trainer, "train_step", spy)
+    summary = run(run_config)
+    return seen, summary
+
+
+def same_weights(state, path):
+    saved = clean_state_dict(torch.load(path, weights_only=True))
+    return set(saved) <= set(state) and all(torch.equal(state[key], saved[key]) for key in saved)
+
+
+def test_init_path_starts_the_trained_network_from_given_weights(workspace, teacher_run, student_run,
+                                                                 monkeypatch):
+    """Fine-tuning (init_path): a run folder or a weights file; in student mode it seeds the student, while the
+    teacher still comes from teacher_path; the schedule starts anew in a new run folder."""
+    teacher_file = os.path.join(teacher_run["run_dir"], "weights0.pt")
+    seen, summary = first_step_weights(monkeypatch, config(workspace, "mode='teacher'",
+                                                           f"init_path='{teacher_run['run_dir']}'", output="tune"))
+    assert same_weights(seen["model"], teacher_file) and summary["run_dir"] != teacher_run["run_dir"]
+    assert "starts from " + teacher_file in open(os.path.join(summary["run_dir"], "log.txt")).read()
+    student_file = os.path.join(student_run["run_dir"], "weights1.pt")
+    seen, _ = first_step_weights(monkeypatch, config(workspace, "mode='student'", f"init_path='{student_file}'",
+                                                     f"teacher_path='{teacher_run['run_dir']}'", output="tune"))
+    assert same_weights(seen["model"], student_file) and same_weights(seen["teacher"], teacher_file)
+    # without init_path the student starts from scratch (the original), not from any earlier weights
+    seen, _ = first_step_weights(monkeypatch, config(workspace, "mode='student'",
+                                                     f"teacher_path='{teacher_run['run_dir']}'", output="tune"))
+    assert not same_weights(seen["model"], student_file)
+
+
+def test_init_path_that_is_missing_or_for_another_network_is_one_sentence(workspace, teacher_run, tmp_path):
+    with pytest.raises(CheckpointError, match=f"checkpoint {tmp_path}/weights0.pt does not exist"):
+        run(config(workspace, "mode='teacher'", f"init_path='{tmp_path}'", output="bad"))
+    student_as_teacher = os.path.join(teacher_run["run_dir"], "weights0.pt")
+    with pytest.raises(WeightsMismatchError, match="does not fit the network built from the arch file"):
+        run(config(workspace, "mode='student'", "arch_idx=[1]", f"init_path='{student_as_teacher}'", output="bad"))
 
 
 def test_poly_schedule_sets_the_lr_of_every_iteration(workspace, monkeypatch):

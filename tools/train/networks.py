@@ -1,6 +1,8 @@
 """What the training run logs and loads about its networks: train.py's description lines and plots, and the
-pretrained weights of student and eval modes. The networks themselves come from the one builder
+pretrained weights of student and eval modes and of fine-tuning (``init_path``). The networks themselves come from the one builder
 (tools/models/build.py ``derived_from_config``)."""
+
+import os
 
 from tools.engine.weights import load_weights, weights_path
 from tools.models.build import arch_name
@@ -36,15 +38,28 @@ def save_plots(model, config, arch_idx, run_dir):
 
 
 def load_pretrained(config, models, logger):
-    """Teacher weights in student mode (teacher_path), and every evaluated network's weights in eval mode."""
+    """Teacher weights in student mode (teacher_path), every evaluated network's weights in eval mode, and the
+    trained network's starting weights when fine-tuning (init_path)."""
+    trained_idx = list(models)[-1]
     for arch_idx, model in models.items():
+        name = arch_name(arch_idx)
         if arch_idx == 0 and len(models) > 1 and config.teacher_path:
             path = weights_path(config.teacher_path, 0)
             load_weights(model, path, produced_by=TEACHER_STAGE)
         elif config.is_eval:
             path = weights_path(config.eval_path, arch_idx)
-            name = arch_name(arch_idx)
             load_weights(model, path, produced_by=f"{name} training (python train/train.py mode='{name}')")
+        elif arch_idx == trained_idx and config.get("init_path"):
+            path = init_weights_path(config.init_path, arch_idx)
+            load_weights(model, path, produced_by=f"a {name} training (python train/train.py) or a shipped model "
+                                                  f"(pretrained/)")
+            logger.info("%s starts from %s (fine-tuning: the schedule starts anew)", name, path)
+            continue
         else:
             continue
-        logger.info("%s weights loaded from %s", arch_name(arch_idx), path)
+        logger.info("%s weights loaded from %s", name, path)
+
+
+def init_weights_path(init_path, arch_idx):
+    """``init_path`` itself when it is a file, else the run folder's ``weights{arch_idx}.pt``."""
+    return init_path if os.path.isfile(init_path) else weights_path(init_path, arch_idx)
