@@ -1,6 +1,6 @@
 """What the training run logs and loads about its networks: train.py's description lines and plots, and the
-pretrained weights of student and eval modes and of fine-tuning (``init_path``). The networks themselves come from the one builder
-(tools/models/build.py ``derived_from_config``)."""
+pretrained weights of student and eval modes and of fine-tuning (``init_path``). The networks themselves come
+from the one builder (tools/models/build.py ``derived_from_config``)."""
 
 import os
 
