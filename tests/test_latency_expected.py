@@ -257,6 +257,22 @@ def test_search_fps_legacy_switch_reproduces_the_original_figures(table_1080ti):
     assert fixed02 < lat02
 
 
+def test_search_fps_legacy_switch_derives_the_teacher_at_full_width(table_1080ti):
+    """legacy_latency: the published teacher is derived as the original's search/model_seg.py derives it (no
+    ignore_skip, one-column ratios at width 1.0, :180-181) and read with B1 and B2: 20.87 / 25.23 ms for lasts
+    [2,0] / [2,1]. The training rule's width 4/12 gave 10.28 / 11.36 ms. The default keeps train.py's teacher
+    (ignore_skip, width 1.0, B2 fixed: figures.json's 17.943 ms for [2,1])."""
+    from tools.search.arch_log import arch_genotype, arch_latencies
+    net = published_supernet()
+    lat02, lat12, _ = arch_latencies(net, 0, SIZE, table_1080ti, legacy=True)
+    assert lat02 == pytest.approx(20.86756822168001, rel=1e-9)
+    assert lat12 == pytest.approx(25.225902916112148, rel=1e-9)
+    assert arch_genotype(net, 0, legacy=True).width_mult_list == (1.0,)
+    fixed02, fixed12, _ = arch_latencies(net, 0, SIZE, table_1080ti)
+    assert fixed02 == pytest.approx(18.863592477688467, rel=1e-9)
+    assert fixed12 == pytest.approx(17.943000794864652, rel=1e-9)
+
+
 def test_search_legacy_switch_sets_the_latency_loss_to_the_original_figures(table_1080ti, test_data_dir):
     """The same switch makes the architect's latency term the original's (B3 and B2 kept): the 1/500, 497/500,
     2/500 mix of the legacy supernet estimates, whose values test_legacy_mode_reproduces_the_original_supernet_figures

@@ -182,11 +182,21 @@ def network_metas(alphas, betas, ratios, width_mult_list, layers, last, ignore_s
     return ops, path, path2downs(path), widths
 
 
-def effective_width_mult_list(ratios, width_mult_list, ignore_skip):
-    """The width list the original derives with: one-column ratios mean a fixed width
-    ([1.0] for the teacher, i.e. ignore_skip, else [4/12])."""
+WIDTH_RULES = ("train", "search")
+
+
+def effective_width_mult_list(ratios, width_mult_list, ignore_skip, rule="train"):
+    """The width list the original derives with.
+
+    One-column ratios (a fixed-width architecture: the teacher) mean one width, which depends on the module that
+    derives: ``rule="train"`` is train/model_seg.py, which train.py builds ([1.0] with ``ignore_skip``, i.e. the
+    teacher, else [4/12]); ``rule="search"`` is search/model_seg.py, through which the original's search logged
+    the FPS of its derived networks (always [1.0], :180-181).
+    """
+    if rule not in WIDTH_RULES:
+        raise ValueError(f"width rule {rule!r} is unknown; use one of {WIDTH_RULES}.")
     if ratios[0].size(1) == 1:
-        return [1.0] if ignore_skip else [4.0 / 12]
+        return [1.0] if ignore_skip or rule == "search" else [4.0 / 12]
     if ratios[0].size(1) != len(width_mult_list):
         raise DerivationError(f"ratios have {ratios[0].size(1)} columns but width_mult_list has "
                               f"{len(width_mult_list)} entries; pass the width_mult_list used in the search.")

@@ -81,13 +81,14 @@ class Genotype:
 
 
 def derive_genotype(alphas, betas, ratios, width_mult_list, layers, ignore_skip=False, derivation="sequential",
-                    lasts=None):
+                    lasts=None, width_rule="train"):
     """The derivation rules on arch tensors (alphas [3], betas [None, b1, b2], ratios [3]; never modified).
 
     ``width_mult_list``: the search's widths (one-column ratios mean a fixed width, see
-    ``effective_width_mult_list``); ``derivation``: "sequential" (the original's B5 behaviour) or "fresh".
+    ``effective_width_mult_list``, whose ``rule`` is ``width_rule``); ``derivation``: "sequential" (the
+    original's B5 behaviour) or "fresh".
     """
-    widths_used = effective_width_mult_list(ratios, list(width_mult_list), ignore_skip)
+    widths_used = effective_width_mult_list(ratios, list(width_mult_list), ignore_skip, width_rule)
     metas = derive_all(alphas, betas, ratios, widths_used, layers, ignore_skip=ignore_skip, mode=derivation)
     genotype = Genotype(ops=tuple(tuple(metas[last][0]) for last in LASTS),
                         paths=tuple(tuple(metas[last][1]) for last in LASTS),

@@ -16,8 +16,9 @@ Fixed original bugs (docs/differences.md, rows S7-S8):
   networks are derived exactly as train/train.py builds them (teacher: ignore_skip), so the logged FPS and the
   stored latency belong to the networks that will be trained.
 
-``legacy=True`` (config ``legacy_latency``) gives back the original's figures: no ``ignore_skip`` and the table
-read with bugs B1 and B2 (docs/differences.md S13).
+``legacy=True`` (config ``legacy_latency``) gives back the original's figures: the networks derived as
+search/model_seg.py derives them (no ``ignore_skip``; the one-column teacher at full width) and the table read
+with bugs B1 and B2 (docs/differences.md S13).
 """
 from dataclasses import dataclass
 
@@ -70,10 +71,10 @@ def arch_tensors(model, idx):
 def arch_genotype(model, idx, legacy=False):
     """The Genotype of architecture ``idx`` of the supernet, derived as train.py derives it (teacher:
     ignore_skip; no lasts chosen). ``legacy=True`` derives as the original's search did (search/model_seg.py: no
-    ``ignore_skip``, B9)."""
+    ``ignore_skip``, B9, and one-column ratios at full width, so the teacher keeps width 1.0)."""
     alphas, betas, ratios = arch_tensors(model, idx)
     return derive_genotype(alphas, betas, ratios, model._width_mult_list, model._layers,
-                           ignore_skip=idx == 0 and not legacy)
+                           ignore_skip=idx == 0 and not legacy, width_rule="search" if legacy else "train")
 
 
 def genotype_network(model, idx, genotype):
