@@ -24,6 +24,7 @@ def data_keys():
     C.train_eval_source = None
     C.eval_source = None
     C.test_source = None
+    C.hold_out = ""                        # a drive to hold out: train on lists without it, validate on its frames
     C.output_root = "runs"                 # where run folders are created (the original used the cwd)
     C.device = "auto"                      # 'auto' (cuda if present, else cpu), 'cpu', 'cuda', 'cuda:1'
     C.deterministic = False                # CUDA: False = cudnn.benchmark on (the original); True = reproducible
@@ -38,6 +39,7 @@ def data_keys():
     C.weight_decay = 5e-4
     C.train_scale_array = [0.75, 1, 1.25]     # one of these per image (the original's random.choice)
     C.train_scale_range = False            # True: a scale drawn uniformly in [min, max] of train_scale_array instead
+    C.train_color_jitter = 0.0             # > 0: brightness/contrast/saturation x U[1-j, 1+j] (ours; 0 = the original)
     C.eval_stride_rate = 5 / 6
     C.eval_scale_array = [1, ]
     C.eval_height = None                   # from the fragment, as the two image counts

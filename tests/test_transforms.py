@@ -166,3 +166,23 @@ def test_ceil_to_multiple_is_the_size_a_whole_image_is_padded_to():
     assert ceil_to_multiple((32, 64)) == (32, 64)
     assert ceil_to_multiple((1, 33)) == (32, 64)
     assert ceil_to_multiple((10, 10), divisor=8) == (16, 16)
+
+
+def test_color_jitter_is_off_by_default_and_keeps_the_crop_when_on():
+    """train_color_jitter=0 (default) gives the original's crops and draws; > 0 changes the image's colours
+    within the factors' range, never the label or the crop position."""
+    from tools.data.transforms import color_jitter
+    label = np.random.default_rng(4).integers(0, 19, (64, 128)).astype(np.uint8)
+    img = rgb_coded(label)
+    plain = TrainTransform(32, 64, MEAN, STD, [1], seed=7)(img, label)
+    off = TrainTransform(32, 64, MEAN, STD, [1], seed=7, color_jitter=0.0)(img, label)
+    on = TrainTransform(32, 64, MEAN, STD, [1], seed=7, color_jitter=0.4)(img, label)
+    np.testing.assert_array_equal(plain[0], off[0])
+    np.testing.assert_array_equal(plain[1], on[1])                   # same mirror and crop, same label
+    assert not np.allclose(plain[0], on[0])
+    grey = np.full((4, 4, 3), 100, np.uint8)                         # a grey image: only brightness acts
+    for seed in range(20):
+        out = color_jitter(grey, 0.4, random.Random(seed))
+        assert out.dtype == np.float32 and 60 - 1e-3 <= out.min() and out.max() <= 140 + 1e-3
+        assert np.allclose(out, out[0, 0, 0])
+    assert color_jitter(np.full((2, 2, 3), 250, np.uint8), 0.9, random.Random(1)).max() <= 255

@@ -14,6 +14,7 @@ import difflib
 import importlib.util
 import operator
 import os
+import re
 
 from easydict import EasyDict
 
@@ -86,7 +87,7 @@ def _split_overrides(args):
 # say it themselves because their default is None until ``finalize`` fills it, or because several kinds are
 # allowed. None is accepted where the preset's default is None (``finalize`` then fills the key) or "none" says so.
 KEY_KINDS = {
-    "pretrain": ("bool", "str"), "resume": ("bool", "str"), "load_epoch": ("str", "int"),
+    "pretrain": ("bool", "str"), "resume": ("bool", "str"), "fast": ("str", "bool"), "load_epoch": ("str", "int"),
     "lr": ("number",), "batch_size": ("int",), "nepochs": ("int",), "niters_per_epoch": ("int",),
     "image_height": ("int",), "image_width": ("int",), "eval_base_size": ("int", "none"),
     "eval_crop_size": ("int", "none"), "latency_weight": ("numbers",), "arch_idx": ("ints",),
@@ -236,6 +237,7 @@ RANGES = {
     "eval_stride_rate": (_up_to_one, "in (0, 1] (the original: 2/3 or 5/6)"),
     "eval_scale_array": (_all(_positive), "a non-empty list of positive scales"),
     "train_scale_array": (_all(_positive), "a non-empty list of positive scales"),
+    "train_color_jitter": (lambda value: 0 <= value < 1, "in [0, 1) (0: off, the original)"),
     "width_mult_list": (_all(_positive), "a non-empty list of positive widths"),
     "latency_weight": (_all(_non_negative), "a list of weights of 0 or more"),
     "bn_eps": (_positive, "a positive number"),
@@ -251,6 +253,7 @@ RANGES = {
     "calib_s": (_positive, "a positive number of seconds"),
     "lut_budget_s": (_positive, "a positive number of seconds"),
     "lut_calib_s": (_positive, "a positive number of seconds"),
+    "fast": (lambda value: value in ("auto", True, False), "'auto', True or False"),
 }
 # (height key, width key, what): sizes fed to the network, which down-samples by 32
 SIZE_KEYS = (("image_height", "image_width", "training crop size"),
@@ -325,11 +328,15 @@ def load_fragment(name):
     return _load_module(os.path.join(DATASETS_DIR, name + ".py"))
 
 
-def dataset_paths(dataset, dataset_path):
+def dataset_paths(dataset, dataset_path, hold_out=""):
     """The image/label roots and list files of a ``dataset`` layout under ``dataset_path``, named as
-    dataset/create_mapping_lists.py writes them."""
-    from tools.data.prepare import LIST_NAMES
-    names = LIST_NAMES[dataset]
+    dataset/create_mapping_lists.py writes them; ``hold_out`` (a drive): its ``--hold-out`` lists, i.e. the
+    training lists without that drive and its frames as the validation list."""
+    from tools.data.prepare import LIST_NAMES, held_out_list_names
+    names = dict(LIST_NAMES[dataset])
+    if hold_out:
+        held = held_out_list_names(dataset, hold_out)
+        names.update(train=held["train"], train_val=held["train_val"], val=held["held_out"])
     paths = {"img_root_folder": dataset_path, "gt_root_folder": dataset_path}
     paths.update({key: os.path.join(dataset_path, names[split]) for key, split in LIST_KEYS.items()})
     return paths
@@ -340,14 +347,20 @@ def follow_dataset(config, explicit):
 
     When either was set above the stage defaults, the roots and list files are re-rooted on ``dataset_path``
     and ``num_classes`` follows the layout (a custom layout: the rows of ``labels_file``); a key given by a
-    layer (fragment, preset, command line) is left alone.
+    layer (fragment, preset, command line) is left alone. ``hold_out`` (a drive) re-roots them the same way on
+    the lists that hold that drive out (train without it, its frames as val).
     """
     layout = load_fragment(config.dataset).C
     if layout.get("dataset") != config.dataset:
         raise ConfigError(f"dataset must be one of the layouts cityscapes, camvid, custom, got {config.dataset!r}.")
-    if not {"dataset_path", "dataset"} & set(explicit):
+    from tools.data.prepare import HOLD_OUT_PATTERN
+    hold_out = config.get("hold_out") or ""
+    if hold_out and not re.fullmatch(HOLD_OUT_PATTERN, str(hold_out)):
+        raise ConfigError(f"hold_out must be a drive name (letters, digits, '-': the start of the image file names "
+                          f"before the first '_', e.g. 0006R0), got {hold_out!r}.")
+    if not {"dataset_path", "dataset", "hold_out"} & set(explicit):
         return
-    for key, value in dataset_paths(config.dataset, config.dataset_path).items():
+    for key, value in dataset_paths(config.dataset, config.dataset_path, hold_out).items():
         if key not in explicit and key in config:
             config[key] = value
     if "num_classes" not in explicit and "num_classes" not in layout:

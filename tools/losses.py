@@ -6,6 +6,10 @@ threshold is ``thresh``, raised to the ``min_kept``-th smallest true-class proba
 at least ``min_kept`` pixels always count. Same numbers as the original (tests/data/ohem_cases.pt), including its
 behaviour on an all-ignored target: the loss is NaN (a mean over zero pixels), with no exception -- callers that
 can see empty crops must guard against it.
+
+:class:`FusedProbOhemCrossEntropy2d` computes the same selection and loss from one ``log_softmax`` of the logits
+(the true-class probability is the exponential of its entry), instead of a softmax, a channel-last copy of it,
+and a second log-softmax inside the cross-entropy: the fast path of CPU training (tools/engine/fastpath.py).
 """
 import logging
 
@@ -65,3 +69,37 @@ class ProbOhemCrossEntropy2d(nn.Module):
         with torch.no_grad():
             target = self._hard_pixel_target(pred.detach(), target)
         return self.criterion(pred, target.view(b, h, w))
+
+
+class FusedProbOhemCrossEntropy2d(ProbOhemCrossEntropy2d):
+    """:class:`ProbOhemCrossEntropy2d` from one ``log_softmax`` pass: the same hard pixels (the true-class
+    probability ``exp(log p)`` against the same threshold rule) and the same mean cross-entropy over them,
+    within float rounding; the gradient comes through ``log_softmax`` alone. Class weights are not supported
+    (the original trains without them)."""
+
+    def __init__(self, ignore_label, reduction='mean', thresh=0.6, min_kept=256, down_ratio=1, use_weight=False):
+        if use_weight or reduction != 'mean':
+            raise ValueError("the fused OHEM loss computes the unweighted mean; use ProbOhemCrossEntropy2d for "
+                             "class weights or another reduction.")
+        super().__init__(ignore_label, reduction, thresh, min_kept, down_ratio, use_weight)
+
+    def _kept(self, logp_true, valid):
+        """The hard pixels among ``valid`` (flat bool), from the true-class log-probabilities (flat)."""
+        num_valid = int(valid.sum())
+        if self.min_kept > num_valid:
+            logger.info('Labels: %d', num_valid)
+            return valid
+        if num_valid == 0 or self.min_kept <= 0:
+            return valid
+        prob = logp_true.detach().exp().masked_fill_(~valid, 1)
+        kth = prob.kthvalue(min(len(prob), self.min_kept)).values
+        threshold = kth if kth > self.thresh else self.thresh
+        return valid & prob.le(threshold)
+
+    def forward(self, pred, target):
+        logp = F.log_softmax(pred, dim=1)
+        target = target.reshape(pred.size(0), 1, pred.size(2), pred.size(3))
+        valid = target.ne(self.ignore_label)
+        logp_true = logp.gather(1, target * valid.long()).reshape(-1)
+        kept = self._kept(logp_true, valid.reshape(-1))
+        return -(logp_true * kept).sum() / kept.sum()

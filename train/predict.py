@@ -7,7 +7,9 @@ a colour legend; the prediction speed in FPS is printed).
 The network comes from the weights file (weights0.pt = teacher, weights1.pt = student, weights1_best.pt, or a
 run folder) and the settings of its run folder (config.json: classes, arch files, widths), or ``--config`` with
 ``key=value`` overrides (``device=cpu|cuda|auto``). One forward pass of the whole image; ``--tta`` predicts as
-the evaluation does (the ``eval_*`` keys: scales, flip, sliding window). A number as ``--input`` is a camera.
+the evaluation does (the ``eval_*`` keys: scales, flip, sliding window). An image larger than the training
+images (a phone photo) is shrunk to their pixel count and its masks scaled back, so that objects appear at the
+scale the network learned; ``--native`` keeps full resolution. A number as ``--input`` is a camera.
 """
 import os
 import sys
@@ -33,11 +35,18 @@ def main(argv=None):
     parser.add_argument("--arch-idx", type=int, default=None, help="0 teacher / 1 student (default: from the "
                                                                    "weights file name)")
     parser.add_argument("--save-ids", action="store_true", help="also write <name>_trainIds.png class maps")
+    parser.add_argument("--native", action="store_true", help="predict every image at its own resolution "
+                                                              "(default: larger images are shrunk to the training "
+                                                              "images' pixel count, the masks scaled back)")
     parser.add_argument("--quiet", action="store_true")
     add_config_arguments(parser, None)
     args = parser.parse_args(argv)
     config = config_for_weights(args.weights, args.config, args.overrides)
-    predictor, weights = load_predictor(config, args.weights, args.arch_idx, tta=args.tta)
+    predictor, weights = load_predictor(config, args.weights, args.arch_idx, tta=args.tta, native=args.native)
+    if predictor.training_size is not None and not args.quiet:
+        print(f"images larger than {predictor.training_size[0]}x{predictor.training_size[1]} pixels (the training "
+              f"images' size) are shrunk to that pixel count and their masks scaled back; --native keeps full "
+              f"resolution")
     written = predict_inputs(predictor, args.input, args.output, args.save_ids, progress=not args.quiet,
                              max_frames=args.max_frames)
     print(f"{len(written)} files from {weights} written to {args.output}")

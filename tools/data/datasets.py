@@ -86,6 +86,23 @@ def resize_for_down_sampling(img, down_sampling, nearest, path="image"):
     return cv2.resize(img, (int(down_sampling[1]), int(down_sampling[0])), interpolation=interpolation)
 
 
+def training_image_size(config):
+    """((height, width), where it came from) of the images a network of ``config`` is trained and evaluated on:
+    the first val image after ``down_sampling``, else the config's eval_height x eval_width.
+
+    The config's eval size is not always that size (the demo presets keep Cityscapes' 1024x2048 while their
+    256x512 scenes are read at 128x256); it is the fallback where the val list cannot be read here.
+    """
+    try:
+        first = read_file_list(config.eval_source)[0][0]
+        image = resize_for_down_sampling(read_image(os.path.join(config.img_root_folder, first)),
+                                         config.down_sampling, nearest=False)
+        return image.shape[:2], f"the val images' size ({config.eval_source}, down_sampling {config.down_sampling})"
+    except (DataError, DataFileNotFoundError, IndexError):
+        return ((int(config.eval_height), int(config.eval_width)),
+                "the config's eval_height x eval_width (no readable val list here)")
+
+
 def read_image(path):
     """RGB uint8 HxWx3 (cv2 reads BGR; the original flipped channels in ``__getitem__``)."""
     img = cv2.imread(path, cv2.IMREAD_COLOR)

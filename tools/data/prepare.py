@@ -456,13 +456,60 @@ def link_camvid(source, dest):
     return dest
 
 
-def create_mapping_lists(root, layout="cityscapes", out_dir=None, names=None, ratios=DEFAULT_RATIOS, seed=0):
+HOLD_OUT_PATTERN = "[A-Za-z0-9-]+"
+
+
+def drive_of(image):
+    """The drive (sequence, city) of an image: its file name up to the first ``_`` (CamVid ``0006R0_f02370.jpg``
+    -> ``0006R0``, Cityscapes ``aachen_000000_000019_leftImg8bit.png`` -> ``aachen``)."""
+    return os.path.basename(image).split("_", 1)[0]
+
+
+def held_out_list_names(layout, drive):
+    """The list names of a split that holds out ``drive``: the training lists without its frames
+    (``train``, ``train_val``) and the list of its frames (``held_out``), beside the layout's usual lists."""
+    _check_layout(layout)
+    names = LIST_NAMES[layout]
+
+    def without(name):
+        stem, ext = os.path.splitext(name)
+        return f"{stem}_no{drive}{ext}"
+    return {"train": without(names["train"]), "train_val": without(names["train_val"]),
+            "held_out": names["test"].replace("test", f"heldout_{drive}", 1)}
+
+
+def held_out_lines(lines, drive, root):
+    """``{train, train_val, held_out}`` list lines: every labelled frame of ``drive`` (train and val) goes to
+    held_out and out of the training lists; a drive with no frame, or one that leaves no training frame, is one
+    sentence."""
+    import re
+    if not re.fullmatch(HOLD_OUT_PATTERN, str(drive)):
+        raise DataError(f"hold-out drive {drive!r} must be the start of image file names before the first '_' "
+                        f"(letters, digits, '-'), e.g. 0006R0 for CamVid.")
+    labelled = lines.get("train", []) + lines.get("val", [])
+    held = [line for line in labelled if drive_of(line.split()[0]) == drive]
+    drives = sorted({drive_of(line.split()[0]) for line in labelled})
+    if not held:
+        raise DataError(f"no train or val image under {root} belongs to the drive '{drive}' (its file names start "
+                        f"with one of {', '.join(drives)}); pass one of those to hold out.")
+    train = [line for line in lines.get("train", []) if drive_of(line.split()[0]) != drive]
+    if not train:
+        raise DataError(f"holding out the drive '{drive}' leaves no training image under {root}; hold out "
+                        f"another drive ({', '.join(d for d in drives if d != drive)}).")
+    train_val = [line for line in labelled if drive_of(line.split()[0]) != drive]
+    return {"train": train, "train_val": train_val, "held_out": held}
+
+
+def create_mapping_lists(root, layout="cityscapes", out_dir=None, names=None, ratios=DEFAULT_RATIOS, seed=0,
+                         hold_out=None):
     """Write the original's "image label" lists (paths relative to ``root``) for train, val, test, train+val.
 
     A train or val image without its label is an error (run createTrainIdLabelImgs first); a test image
     without a label gets an image-only line. Splits without images get no list. A flat masks or LabelMe folder
-    is split by ``ratios`` (train, val, test) after a shuffle with ``seed`` (None: sorted order). Returns
-    ``{split: path}``.
+    is split by ``ratios`` (train, val, test) after a shuffle with ``seed`` (None: sorted order). ``hold_out``
+    (a drive, see :func:`drive_of`) also writes the lists of :func:`held_out_list_names`: a model trained on
+    them never sees that street, and is judged on it (config key ``hold_out``). Returns ``{split: path}``
+    (the held-out lists as ``train_no<drive>``, ``train_val_no<drive>``, ``heldout_<drive>``).
     """
     _check_layout(layout)
     if not os.path.isdir(root):
@@ -495,9 +542,16 @@ def create_mapping_lists(root, layout="cityscapes", out_dir=None, names=None, ra
         raise DataFileNotFoundError(f"no images found under {root} for the {layout} layout; check the root folder.")
     if "train" in lines and "val" in lines:
         lines["train_val"] = lines["train"] + lines["val"]
+    files = {split: (names[split], split_lines) for split, split_lines in lines.items()}
+    if hold_out is not None:
+        held_names = held_out_list_names(layout, hold_out)
+        labels = {"train": f"train_no{hold_out}", "train_val": f"train_val_no{hold_out}",
+                  "held_out": f"heldout_{hold_out}"}
+        for split, split_lines in held_out_lines(lines, hold_out, root).items():
+            files[labels[split]] = (held_names[split], split_lines)
     written = {}
-    for split, split_lines in lines.items():
-        path = os.path.join(out_dir, names[split])
+    for split, (name, split_lines) in files.items():
+        path = os.path.join(out_dir, name)
         write_text(path, "\n".join(split_lines) + "\n")
         written[split] = path
     return written

@@ -9,6 +9,7 @@ normalisation with ``image_mean``/``image_std`` (RGB, on 0..1 values), a random 
 Randomness comes from a ``random.Random`` owned by the transform (the original used the global ``random``
 module), so a loader is reproducible with 0 workers and with workers (see ``tools.data.loader``).
 """
+import math
 import random
 
 import cv2
@@ -32,6 +33,20 @@ def check_crop_size(height, width, what="crop size", keys="image_height/image_wi
 def ceil_to_multiple(shape, divisor=SIZE_DIVISOR):
     """(height, width) rounded up to multiples of ``divisor``: the size a whole image is zero-padded to."""
     return tuple(-(-int(side) // divisor) * divisor for side in shape)
+
+
+def training_scale(shape, size):
+    """The factor (<= 1) that brings an image of ``shape`` (h, w, ...) to the pixel count of the training images
+    ``size`` (h, w): a phone photo many times larger than the training data is shrunk so that its objects appear
+    at about the scale the network learned (whatever its orientation); an image at or below that size is left
+    alone. tools/latency/deploy_predict.py applies the same rule without the project's code."""
+    height, width = shape[:2]
+    return min(1.0, math.sqrt(float(size[0]) * float(size[1]) / (float(height) * float(width))))
+
+
+def scaled_shape(shape, scale):
+    """(h, w) of ``shape`` scaled by ``scale`` and rounded, at least 1 x 1."""
+    return max(1, int(round(shape[0] * scale))), max(1, int(round(shape[1] * scale)))
 
 
 def get_2dshape(shape):
@@ -103,6 +118,25 @@ def random_mirror(img, gt, rng=random):
     return img, gt
 
 
+def color_jitter(img, strength, rng=random):
+    """Brightness, contrast and saturation of an RGB image, each scaled by a factor drawn uniformly in
+    ``[1 - strength, 1 + strength]``, in a random order, clipped to [0, 255] after each (torchvision's
+    ColorJitter without hue); float32 out. A key of ours (``train_color_jitter``), off in the original's presets."""
+    x = img.astype(np.float32)
+    order = [0, 1, 2]
+    rng.shuffle(order)
+    for op in order:
+        factor = rng.uniform(1.0 - strength, 1.0 + strength)
+        if op == 0:
+            x *= factor
+        else:
+            grey = x @ np.asarray([0.299, 0.587, 0.114], np.float32)
+            anchor = grey.mean() if op == 1 else grey[..., None]
+            x = (x - anchor) * factor + anchor
+        np.clip(x, 0, 255, out=x)
+    return x
+
+
 def normalize(img, mean, std):
     """uint8 RGB -> float32 ``(x / 255 - mean) / std`` (ImageNet statistics in the configs)."""
     img = img.astype(np.float32) / 255.0
@@ -115,7 +149,7 @@ class TrainTransform:
     """The original ``TrainPre``: mirror, scale, normalise, crop/pad, label down-sampling; returns CHW float32."""
 
     def __init__(self, image_height, image_width, image_mean, image_std, train_scale_array=None,
-                 gt_down_sampling=1, seed=None, train_scale_range=False):
+                 gt_down_sampling=1, seed=None, train_scale_range=False, color_jitter=0.0):
         check_crop_size(image_height, image_width)
         if image_height % gt_down_sampling or image_width % gt_down_sampling:
             raise DataError(f"gt_down_sampling {gt_down_sampling} does not divide the crop size "
@@ -126,6 +160,7 @@ class TrainTransform:
         self.image_std = np.asarray(image_std, dtype=np.float32)
         self.train_scale_array = train_scale_array
         self.train_scale_range = bool(train_scale_range)
+        self.color_jitter = float(color_jitter)
         self.gt_down_sampling = gt_down_sampling
         self.rng = random.Random(seed)
 
@@ -133,7 +168,8 @@ class TrainTransform:
     def from_config(cls, config, seed=None):
         return cls(config.image_height, config.image_width, config.image_mean, config.image_std,
                    config.train_scale_array, config.gt_down_sampling, seed=config.seed if seed is None else seed,
-                   train_scale_range=config.get("train_scale_range", False))
+                   train_scale_range=config.get("train_scale_range", False),
+                   color_jitter=config.get("train_color_jitter", 0.0))
 
     def reseed(self, seed):
         """Called in each loader worker so that workers draw different, reproducible augmentations."""
@@ -148,7 +184,10 @@ class TrainTransform:
         # Normalising the crop instead of the whole image (then padding with 0) gives the original's values
         # exactly, for a quarter of the work at the training size.
         top, left = crop_pos
-        img = normalize(img[top:top + crop_size[0], left:left + crop_size[1]], self.image_mean, self.image_std)
+        img = img[top:top + crop_size[0], left:left + crop_size[1]]
+        if self.color_jitter > 0:              # drawn after the crop, so the original's draws are unchanged without it
+            img = color_jitter(img, self.color_jitter, self.rng)
+        img = normalize(img, self.image_mean, self.image_std)
         p_img, _ = pad_image_to_shape(img, crop_size, cv2.BORDER_CONSTANT, 0)
         p_gt, _ = random_crop_pad_to_shape(gt, crop_pos, crop_size, 255)
         if self.gt_down_sampling != 1:

@@ -8,7 +8,9 @@ back) on any device, and writes for each input ``<name>_mask.png`` (class colour
 (colours blended on the image), plus ``<name>_trainIds.png`` if asked; a video gives ``<name>_mask.mp4`` and
 ``<name>_overlay.mp4`` with the same frame rate and size, a camera index ``camera<i>_*.mp4``. ``legend.png``
 names the colours, and the prediction speed (FPS) is measured. By default one forward pass of the whole image
-(``tta``: the evaluation's scales, flip and sliding window).
+(``tta``: the evaluation's scales, flip and sliding window) at the training images' scale: an image larger than
+them (a phone photo) is shrunk to their pixel count and its class map scaled back (``native``: its own
+resolution), the rule of the deployment folder's predict.py too (tools/data/transforms.py ``training_scale``).
 """
 import os
 import time
@@ -17,7 +19,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from tools.data.datasets import label_set_from_config, read_image
+from tools.data.datasets import label_set_from_config, read_image, training_image_size
+from tools.data.transforms import scaled_shape, training_scale
 from tools.data.errors import DataError, DataFileNotFoundError
 from tools.utils.fileio import write_png
 from tools.data.visualize import colorize, legend, overlay
@@ -83,7 +86,7 @@ def collect_inputs(paths):
 class Predictor:
     """Class maps, colour masks and overlays for RGB uint8 frames with one trained network."""
 
-    def __init__(self, config, model, device, label_set=None, tta=False):
+    def __init__(self, config, model, device, label_set=None, tta=False, training_size=None):
         self.label_set = label_set if label_set is not None else label_set_from_config(config)
         self.colors = self.label_set.colors
         self.background = config.get("background", -1)
@@ -91,13 +94,25 @@ class Predictor:
                                                class_names=list(self.label_set.names))
         if not tta:     # one forward pass of the whole image; tta: the eval_* keys (scales, flip, sliding window)
             self.evaluator.multi_scales, self.evaluator.is_flip = [1], False
+        self.training_size = training_size      # None: every image at its own resolution
         self.frames = 0
         self.seconds = 0.0
+
+    def classes(self, image):
+        """The class map (H x W, uint8) of an RGB uint8 image: shrunk to the training images' pixel count when
+        larger (INTER_AREA), predicted, and scaled back (nearest)."""
+        scale = training_scale(image.shape, self.training_size) if self.training_size else 1.0
+        if scale >= 1.0:
+            return self.evaluator.predict(image).astype(np.uint8)
+        height, width = scaled_shape(image.shape, scale)
+        small = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        pred = self.evaluator.predict(small).astype(np.uint8)
+        return cv2.resize(pred, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
 
     def predict(self, image):
         """(class map HxW uint8, colour mask HxWx3, overlay HxWx3) of an RGB uint8 image."""
         start = time.perf_counter()
-        pred = self.evaluator.predict(image).astype(np.uint8)
+        pred = self.classes(image)
         self.seconds += time.perf_counter() - start
         self.frames += 1
         return pred, colorize(pred, self.colors, self.background), overlay(image, pred, self.colors, self.background)
@@ -195,9 +210,11 @@ def config_for_weights(weights, preset=None, overrides=()):
     return config
 
 
-def load_predictor(config, weights, arch_idx=None, tta=False):
+def load_predictor(config, weights, arch_idx=None, tta=False, native=False):
     """The network of ``weights`` (a file or a run folder) built from the config's arch file, in eval mode;
-    ``tta``: predict as the evaluation does (eval_* keys) instead of one forward pass of the whole image."""
+    ``tta``: predict as the evaluation does (eval_* keys) instead of one forward pass of the whole image;
+    ``native``: every image at its own resolution instead of the training images' scale
+    (:func:`tools.data.datasets.training_image_size`)."""
     from tools.engine.distributed import resolve_device
     from tools.engine.weights import load_weights
     from tools.models.build import derived_from_config
@@ -210,7 +227,8 @@ def load_predictor(config, weights, arch_idx=None, tta=False):
     model = derived_from_config(config, arch_idx, device)
     load_weights(model, path)
     model.eval()
-    return Predictor(config, model, device, tta=tta), path
+    training_size = None if native else training_image_size(config)[0]
+    return Predictor(config, model, device, tta=tta, training_size=training_size), path
 
 
 def predict_inputs(predictor, inputs, out_dir, save_ids=False, progress=True, max_frames=None):

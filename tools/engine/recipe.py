@@ -1,8 +1,12 @@
 """What the search (tools/search/loop.py) and the training (tools/train/loop.py) share of the optimisation recipe:
-the OHEM criterion and the learning-rate schedules, each built in one place from the config.
+the OHEM criterion, the CPU fast path and the learning-rate schedules, each built in one place from the config.
 
 * :func:`build_criterion`: ``ProbOhemCrossEntropy2d(thresh 0.7)`` with the ``min_kept`` formula of the original
-  train_search.py / train.py (one 16th of the label pixels a process sees per step);
+  train_search.py / train.py (one 16th of the label pixels a process sees per step); on the fast path its fused
+  form (the same pixels and loss from one log-softmax);
+* :func:`resolve_fast_path`: config key ``fast`` ('auto' by default): on a CPU, the fused OHEM loss and, where
+  the CPU has native bf16 (AVX512-BF16 or AMX, read from its flags), bf16 autocast of the networks; the
+  original's fp32 eager path on CUDA and with ``fast=False`` (docs/differences.md TR17);
 * :func:`build_lr_scheduler`: one mechanism, torch's ``LRScheduler``, for every schedule. ``'exponential'`` (the
   original's, both stages: lr x ``lr_decay`` after every epoch) is ``ExponentialLR``, stepped by the run after each
   epoch (tools/engine/run.py); ``'poly'`` and ``'cosine'`` with a linear warm-up (training only, ours, for short
@@ -10,20 +14,57 @@ the OHEM criterion and the learning-rate schedules, each built in one place from
   travels in the checkpoint's ``schedulers``, and the rates are the same floats the two hand-written rules gave.
 """
 import math
+from dataclasses import dataclass
 
 import torch
 
-from tools.losses import ProbOhemCrossEntropy2d, ohem_min_kept
+from tools.losses import FusedProbOhemCrossEntropy2d, ProbOhemCrossEntropy2d, ohem_min_kept
+from tools.utils.device import cpu_native_bf16
 
 LR_SCHEDULES = ("exponential", "poly", "cosine")
+FAST_SETTINGS = ("auto", True, False)
 
 
-def build_criterion(config, batch_size=None):
+@dataclass(frozen=True)
+class FastPath:
+    """What a run changes from the original's fp32 eager path, and why (a line for its log)."""
+    fused_loss: bool
+    bf16: bool
+    why: str
+
+
+def resolve_fast_path(fast, device, native_bf16=None):
+    """The fast path of ``fast`` ('auto', True, False) on ``device``.
+
+    'auto' (default): on a CPU the fused OHEM loss, plus bf16 autocast where the CPU has native bf16
+    (``native_bf16``: the flags found, default :func:`tools.utils.device.cpu_native_bf16`); on CUDA nothing (the
+    original's fp32; ``amp=True`` asks for fp16). True: on a CPU both, bf16 even where it is emulated (slow);
+    on CUDA the fused loss. False: the original's fp32 eager path everywhere.
+    """
+    if fast not in FAST_SETTINGS:
+        raise ValueError(f"fast={fast!r} must be one of {FAST_SETTINGS}.")
+    if fast is False:
+        return FastPath(False, False, "fast=False: the original's fp32 eager path")
+    if torch.device(device).type != "cpu":
+        if fast is True:
+            return FastPath(True, False, "fast=True on CUDA: fused OHEM loss (amp=True for fp16)")
+        return FastPath(False, False, "CUDA: the original's fp32 path (amp=True for fp16)")
+    flags = cpu_native_bf16() if native_bf16 is None else tuple(native_bf16)
+    if flags:
+        return FastPath(True, True, f"CPU with native bf16 ({', '.join(flags)}): fused OHEM loss, bf16 autocast")
+    if fast is True:
+        return FastPath(True, True, "fast=True: fused OHEM loss, bf16 autocast (this CPU emulates bf16: slow)")
+    return FastPath(True, False, "CPU without native bf16: fused OHEM loss, fp32")
+
+
+def build_criterion(config, batch_size=None, fused=False):
     """ProbOhemCrossEntropy2d(ignore ``ignore_label``, thresh 0.7) with the original's ``min_kept`` for
-    ``batch_size`` images (default ``config.batch_size``; training passes the batch of one process)."""
+    ``batch_size`` images (default ``config.batch_size``; training passes the batch of one process); ``fused``:
+    :class:`~tools.losses.FusedProbOhemCrossEntropy2d` (the same pixels and loss)."""
     batch = config.batch_size if batch_size is None else batch_size
     min_kept = ohem_min_kept(batch, config.image_height, config.image_width, config.gt_down_sampling)
-    return ProbOhemCrossEntropy2d(ignore_label=config.ignore_label, thresh=0.7, min_kept=min_kept, use_weight=False)
+    criterion = FusedProbOhemCrossEntropy2d if fused else ProbOhemCrossEntropy2d
+    return criterion(ignore_label=config.ignore_label, thresh=0.7, min_kept=min_kept, use_weight=False)
 
 
 def iteration_lr(base_lr, schedule, iteration, total_iters, warmup_iters=0, power=0.9):

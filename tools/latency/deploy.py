@@ -25,9 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tools.data.datasets import (dataset_from_config, label_set_from_config, read_file_list, read_image,
-                                 resize_for_down_sampling)
+                                 training_image_size)
 from tools.utils.fileio import atomic_write, copy_file, write_json, write_png
-from tools.data.errors import DataError, DataFileNotFoundError
 from tools.data.transforms import SIZE_DIVISOR, ceil_to_multiple, normalize
 from tools.data.visualize import legend
 from tools.engine.evaluator import Evaluator
@@ -103,20 +102,9 @@ def find_weights(weights, arch_idx=None, random_weights=False):
 
 
 def default_export_size(config, log=print):
-    """The size val is evaluated at, up to multiples of 32: the first val image after ``down_sampling``.
-
-    The config's eval_height x eval_width is not always that size (the demo presets keep Cityscapes' 1024x2048
-    while their 256x512 scenes are read at 128x256, and a network exported at a larger size than it is run at
-    sees zero padding in its global pooling); it is the fallback where the val list cannot be read here.
-    """
-    try:
-        first = read_file_list(config.eval_source)[0][0]
-        height, width = resize_for_down_sampling(read_image(os.path.join(config.img_root_folder, first)),
-                                                 config.down_sampling, nearest=False).shape[:2]
-        source = f"the val images' size ({config.eval_source}, down_sampling {config.down_sampling})"
-    except (DataError, DataFileNotFoundError, IndexError):
-        height, width = config.eval_height, config.eval_width
-        source = "the config's eval_height x eval_width (no readable val list here)"
+    """The size val is evaluated at, up to multiples of 32 (tools.data.datasets.training_image_size): a network
+    exported at a larger size than it is run at sees zero padding in its global pooling."""
+    (height, width), source = training_image_size(config)
     size = ceil_to_multiple((height, width))        # what the evaluator pads a whole val image to
     log(f"export size {size[0]}x{size[1]}: {source}, up to multiples of {SIZE_DIVISOR}; --size chooses another")
     return size
@@ -198,7 +186,7 @@ def deployment_meta(config, label_set, arch_idx, weights, size, dynamic, argmax,
         "input": {"name": "input", "layout": "NCHW", "channel_order": "RGB", "scale": 1.0 / 255,
                   "mean": list(config.image_mean), "std": list(config.image_std), "height": int(size[0]),
                   "width": int(size[1]), "dynamic_batch": bool(dynamic), "dynamic_hw": bool(dynamic_hw),
-                  "size_divisor": SIZE_DIVISOR},
+                  "size_divisor": SIZE_DIVISOR, "training_size": [int(v) for v in training_image_size(config)[0]]},
         "output": {"name": "output", "kind": "class_ids_uint8" if argmax else "logits",
                    "shape": ["N", "H", "W"] if argmax else ["N", int(label_set.num_classes), "H", "W"]},
         "models": models,

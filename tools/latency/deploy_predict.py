@@ -6,13 +6,16 @@ Needs only onnxruntime, opencv-python(-headless) and numpy (no torch, no trainin
     python predict.py --input 0 --max-frames 300            # camera 0
     python predict.py --input photos/ --model model_int8.onnx
 
-Each image gives ``<name>_labels.png`` (the class index of every pixel, 8-bit) and ``<name>_overlay.png`` (class
+An image larger than the training images is shrunk to their pixel count (meta.json ``training_size``; the
+project's train/predict.py follows the same rule) and its class map scaled back; ``--native`` keeps full
+resolution where the model takes any size. Each image gives ``<name>_labels.png`` (the class index of every pixel, 8-bit) and ``<name>_overlay.png`` (class
 colours blended on the image); a video or camera gives ``<name>_overlay.mp4``; ``legend.png`` names the colours.
 meta.json (beside this file) holds the classes, colours, normalisation and input size. The FPS of the model
 (normalisation, ONNX Runtime, argmax) is printed at the end.
 """
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -29,7 +32,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 class Segmenter:
     """The model of a deployment folder: RGB uint8 image in, class map (uint8) out."""
 
-    def __init__(self, folder=HERE, model=None, threads=None):
+    def __init__(self, folder=HERE, model=None, threads=None, native=False):
         with open(os.path.join(folder, "meta.json")) as handle:
             self.meta = json.load(handle)
         options = ort.SessionOptions()
@@ -45,24 +48,28 @@ class Segmenter:
         self.size = (spec["height"], spec["width"])
         self.dynamic_hw = spec.get("dynamic_hw", False)
         self.divisor = spec.get("size_divisor", 32)
+        self.training_size = None if native else spec.get("training_size")
         self.colors = np.asarray(self.meta["classes"]["colors"], np.uint8)
         self.background = self.meta["classes"]["background"]
         self.frames = 0
         self.seconds = 0.0
 
     def classes(self, image):
-        """The class map (H x W, uint8) of an RGB uint8 image: normalised, zero-padded to the model's input size
-        (a model of dynamic height/width: to the next multiple of 32; a larger image than a fixed size is resized
-        to fit and its class map resized back), one pass, argmax."""
+        """The class map (H x W, uint8) of an RGB uint8 image: shrunk to the training images' pixel count when
+        larger (:meth:`scale`), normalised, zero-padded to the model's input size (a model of dynamic
+        height/width: to the next multiple of 32), one pass, argmax, scaled back to the image."""
         start = time.perf_counter()
         height, width = image.shape[:2]
-        if self.dynamic_hw:
-            self.size = (-(-height // self.divisor) * self.divisor, -(-width // self.divisor) * self.divisor)
-        scale = min(1.0, self.size[0] / height, self.size[1] / width)
+        scale = self.scale(height, width)
         if scale < 1.0:
-            image = cv2.resize(image, (int(width * scale), int(height * scale)), interpolation=cv2.INTER_LINEAR)
+            size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        if self.dynamic_hw:
+            h, w = image.shape[:2]
+            self.size = (-(-h // self.divisor) * self.divisor, -(-w // self.divisor) * self.divisor)
         x = (image.astype(np.float32) / 255.0 - self.mean) / self.std
-        h, w = x.shape[:2]
+        h, w = min(x.shape[0], self.size[0]), min(x.shape[1], self.size[1])
+        x = x[:h, :w]
         padded = np.zeros((self.size[0], self.size[1], 3), np.float32)
         padded[:h, :w] = x
         out = self.session.run(None, {self.input_name: padded.transpose(2, 0, 1)[None]})[0][0]
@@ -73,6 +80,16 @@ class Segmenter:
         self.seconds += time.perf_counter() - start
         self.frames += 1
         return classes
+
+    def scale(self, height, width):
+        """The factor (<= 1) an image is shrunk by: to the training images' pixel count (tools/data/transforms.py
+        ``training_scale``, the same rule), and for a fixed-size model also to fit its input."""
+        scale = 1.0
+        if self.training_size:
+            scale = min(1.0, math.sqrt(self.training_size[0] * self.training_size[1] / float(height * width)))
+        if not self.dynamic_hw:
+            scale = min(scale, self.size[0] / height, self.size[1] / width)
+        return scale
 
     def overlay(self, image, classes):
         """0.55 x class colour + 0.45 x image where a class (not the background) is drawn."""
@@ -158,9 +175,11 @@ def main(argv=None):
     parser.add_argument("--model", default=None, help="model file of this folder (default: the fp32 model.onnx)")
     parser.add_argument("--max-frames", type=int, default=None, help="stop videos/cameras after this many frames")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: its choice)")
+    parser.add_argument("--native", action="store_true", help="keep an image's own resolution (a model of fixed "
+                                                              "size still shrinks an image that does not fit it)")
     args = parser.parse_args(argv)
     items = collect(args.input)
-    segmenter = Segmenter(HERE, args.model, args.threads)
+    segmenter = Segmenter(HERE, args.model, args.threads, native=args.native)
     os.makedirs(args.output, exist_ok=True)
     legend = cv2.imread(os.path.join(HERE, "legend.png"))
     written = []

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from tools.data.datasets import dataset_from_config, read_file_list
 from tools.data.loader import get_train_loader
 from tools.engine.distributed import resolve_device
-from tools.engine.recipe import build_criterion, build_lr_scheduler
+from tools.engine.recipe import build_criterion, build_lr_scheduler, resolve_fast_path
 from tools.engine.run import CONFIG_NAME, Run, config_snapshot, warn_if_unfinished
 from tools.models.supernet import Network_Multi_Path
 from tools.models.build import arch_name
@@ -217,7 +217,8 @@ class SearchRun(Run):
         self.searching = not is_pretraining(config)
         self.device = resolve_device(config.device)
         self.seed()
-        self.model = build_supernet(config, build_criterion(config), self.device)
+        self.fast = resolve_fast_path(config.get("fast", False), self.device, native_bf16=())
+        self.model = build_supernet(config, build_criterion(config, fused=self.fast.fused_loss), self.device)
         if isinstance(config.pretrain, str) and not config.resume:   # a resumed run restores its own weights
             load_pretrained(self.model, config.pretrain, config)
         index_select = split_indices(config)
@@ -246,6 +247,9 @@ class SearchRun(Run):
     def begin(self):
         config = self.config
         self.logger.info("args = %s", json.dumps(config_snapshot(config), sort_keys=True))
+        self.logger.info("fast path (fast=%r): %s", config.get("fast", False),
+                         "fused OHEM loss, fp32 (bf16 autocast is training's only)" if self.fast.fused_loss
+                         else self.fast.why)
         n_params = sum(p.numel() for p in self.model.weight_parameters())
         self.logger.info("params = %.3fM (weights), arch params = %d", n_params / 1e6,
                          sum(p.numel() for p in self.model.arch_parameters()))

@@ -44,8 +44,11 @@ class DistillationLoss(nn.Module):
                              f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}; the two networks "
                              f"must predict the same num_classes at the same resolution.")
         t = self.temperature
-        log_p_student = F.log_softmax(student_logits.float() / t, dim=1)
-        p_teacher = F.softmax(teacher_logits.detach().float() / t, dim=1)
+        student_logits, teacher_logits = student_logits.float(), teacher_logits.detach().float()
+        if t != 1.0:                    # T=1 (the original) divides nothing: no copy of the full-size logits
+            student_logits, teacher_logits = student_logits / t, teacher_logits / t
+        log_p_student = F.log_softmax(student_logits, dim=1)
+        p_teacher = F.softmax(teacher_logits, dim=1)
         pointwise = F.kl_div(log_p_student, p_teacher, reduction="none")
         return reduce_kl(pointwise, self.reduction) * (t * t)
 

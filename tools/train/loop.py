@@ -22,7 +22,8 @@ with "/weights0.pt", silent partial weight loading, test predictions never writt
 import os
 
 from tools.engine import distributed as dist_utils
-from tools.engine.recipe import LR_SCHEDULES, build_criterion, build_lr_scheduler, per_iteration
+from tools.engine.recipe import (LR_SCHEDULES, build_criterion, build_lr_scheduler, per_iteration,
+                                 resolve_fast_path)
 from tools.engine.run import CHECKPOINT_NAME, Run, warn_if_unfinished
 from tools.engine.run_outputs import append_metrics, best_value, keep_best
 from tools.engine.weights import best_weights_path, save_weights, weights_path
@@ -107,6 +108,8 @@ class TrainingRun(Run):
         if config.amp and self.device.type == "cpu":
             self.logger.info("amp on CPU means bf16 autocast: fast only with native bf16 (AVX512-BF16, AMX); "
                              "elsewhere it is several times slower than fp32 (docs/benchmarks.md)")
+        self.fast = resolve_fast_path(config.get("fast", False), self.device)
+        self.logger.info("fast path (fast=%r): %s", config.get("fast", False), self.fast.why)
         self.evaluation = Evaluation(config, info, self.run_dir, self.logger, self.writer, sets=self.sets)
         self.seed()
         self.models, self.descriptions = {}, {}
@@ -130,9 +133,11 @@ class TrainingRun(Run):
         teacher = self.models[0] if len(self.models) > 1 else None
         optimizer = build_optimizer(student, config)
         scheduler = build_lr_scheduler(optimizer, config)
-        self.trainer = Trainer(student, optimizer, build_criterion(config, self.batch), self.device,
-                               teacher=teacher, distill=build_distillation(config) if teacher is not None else None,
-                               aux_weight=config.aux_weight, amp=config.amp, num_classes=config.num_classes,
+        self.trainer = Trainer(student, optimizer, build_criterion(config, self.batch, self.fast.fused_loss),
+                               self.device, teacher=teacher,
+                               distill=build_distillation(config) if teacher is not None else None,
+                               aux_weight=config.aux_weight, amp=config.amp or self.fast.bf16,
+                               num_classes=config.num_classes,
                                ignore_label=config.ignore_label, writer=self.writer,
                                nan_path=lambda it: os.path.join(self.run_dir, f"nonfinite_iter{it}.pt"),
                                lr_scheduler=scheduler if per_iteration(scheduler) else None)
