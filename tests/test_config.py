@@ -90,3 +90,11 @@ def test_a_value_of_the_wrong_kind_is_one_sentence(override, words):
 def test_values_that_can_only_be_wrong_are_refused_at_load(override, words):
     with pytest.raises(ConfigError, match=words):
         load_config("train", [override])
+
+
+@pytest.mark.parametrize("override", ["lr=1e400", "lr=-1e400", "train_scale_array=[0.75, 1e999]",
+                                      "stem_head_width=[(1, 1e400)]"])
+def test_a_number_that_overflows_to_inf_is_refused(override):
+    """``lr=1e400`` parses as inf; a run must not start with it (it would end with non-finite weights)."""
+    with pytest.raises(ConfigError, match="is not a finite number"):
+        load_config("train", [override])

@@ -12,6 +12,7 @@ import ast
 import copy
 import difflib
 import importlib.util
+import math
 import operator
 import os
 import re
@@ -159,6 +160,15 @@ def _as_kind(value, kind, raw):
 _MISMATCH = object()
 
 
+def _has_non_finite(value):
+    """Whether a number, or any number inside a list/tuple, is inf or nan (``lr=1e400`` parses as inf)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return any(_has_non_finite(item) for item in value)
+    return False
+
+
 def check_value(key, value, default, raw=None, kinds=None):
     """The override ``value`` of ``key`` converted to the kind of the key's default, or a ConfigError naming the
     key, the value and an example. ``raw``: the text as typed (kept for string keys)."""
@@ -175,6 +185,9 @@ def check_value(key, value, default, raw=None, kinds=None):
     for kind in sorted(kinds, key=lambda k: k == "str"):      # a string (the text as typed) only as the last resort
         converted = _as_kind(value, kind, raw)
         if converted is not _MISMATCH:
+            if kind != "str" and _has_non_finite(converted):
+                raise ConfigError(f"{key}={raw if raw is not None else repr(value)} is not a finite number "
+                                  f"(inf or nan, e.g. 1e400 overflows); give a finite value.")
             return converted
     shown = raw if raw is not None else repr(value)
     wanted = " or ".join(KIND_WORDS[k] for k in kinds)
