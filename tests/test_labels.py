@@ -82,6 +82,8 @@ def test_custom_json_labels_file(tmp_path):
     ("name,trainId,color_r,color_g\na,0,1,2\n", "lacks color_b"),
     ("name,trainId,color_r,color_g,color_b\na,x,1,2,3\n", "non-integer"),
     ("name,trainId,color_r,color_g,color_b\n", "defines no classes"),
+    ("name,trainId,color_r,color_g,color_b\nroad,0,1,2,3\ncar,1,4,5,6\nroad,2,7,8,9\n",
+     "names the class 'road' on lines 2 and 4"),
 ])
 def test_bad_labels_files_are_one_clear_sentence(tmp_path, content, match):
     path = tmp_path / "labels.csv"

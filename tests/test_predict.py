@@ -167,3 +167,19 @@ def test_a_larger_image_is_predicted_at_the_training_scale_unless_native(files):
     assert np.array_equal(full.predict(big)[0], full.evaluator.predict(big).astype(np.uint8))
     odd = read_image(str(root / "odd.jpg"))                 # 50x70: below the training size, kept as it is
     assert np.array_equal(predictor.predict(odd)[0], predictor.evaluator.predict(odd).astype(np.uint8))
+
+
+def test_two_inputs_that_would_write_one_output_are_refused(tmp_path):
+    """a/x.png and b/x.jpg would write the same x_mask.png: refused before anything is predicted, by the project
+    and by the deployment folder's predict.py; an image and a video of one stem write different files."""
+    from tools.latency import deploy_predict
+    for folder, ext in (("a", ".png"), ("b", ".jpg")):
+        write_png(str(tmp_path / folder / ("x" + ext)), np.zeros((4, 4, 3), np.uint8))
+    (tmp_path / "x.mp4").write_bytes(b"")
+    first, second = str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.jpg")
+    with pytest.raises(PredictInputError, match=r"inputs .*a/x.png and .*b/x.jpg would both write x_\* files"):
+        collect_inputs([str(tmp_path / "a"), second])
+    with pytest.raises(SystemExit, match=r"inputs .*a/x.png and .*b/x.jpg would both write x_\* files"):
+        deploy_predict.collect([first, second])
+    assert len(collect_inputs([first, str(tmp_path / "x.mp4")])) == 2
+    assert len(deploy_predict.collect([first, str(tmp_path / "x.mp4")])) == 2

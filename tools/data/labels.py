@@ -149,6 +149,12 @@ def load_labels_file(path):
     if not isinstance(raw_rows, list) or not raw_rows:
         raise DataError(f"labels file {path} defines no classes; add one row per class.")
     rows = [_parse_row(row, path, start_line + i) for i, row in enumerate(raw_rows)]
+    first_line = {}
+    for i, row in enumerate(rows):
+        if row["name"] in first_line:
+            raise DataError(f"labels file {path} names the class '{row['name']}' on lines {first_line[row['name']]} "
+                            f"and {start_line + i}; keep one row per name (several names may share a trainId).")
+        first_line[row["name"]] = start_line + i
     return _label_set_from_rows(rows, source=path)
 
 

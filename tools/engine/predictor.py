@@ -80,7 +80,24 @@ def collect_inputs(paths):
                                     f"({', '.join(VIDEO_EXTENSIONS)}).")
     if not items:
         raise PredictInputError("no input given; pass --input IMAGE, FOLDER, VIDEO or a camera index (repeatable).")
+    _refuse_shared_outputs(items)
     return items
+
+
+def output_stem(kind, path):
+    """The name an input's outputs start with: ``<stem>`` of a file, ``camera<i>`` of a camera."""
+    return f"camera{path}" if kind == "camera" else os.path.splitext(os.path.basename(path))[0]
+
+
+def _refuse_shared_outputs(items):
+    """Two inputs whose outputs would have one name (a/x.jpg and b/x.png) would overwrite each other."""
+    seen = {}
+    for kind, path in items:
+        key = ("video" if kind == "camera" else kind, output_stem(kind, path))
+        if key in seen:
+            raise PredictInputError(f"inputs {seen[key]} and {path} would both write {key[1]}_* files; predict "
+                                    f"them into separate --output folders, or rename one.")
+        seen[key] = path
 
 
 class Predictor:
@@ -130,7 +147,7 @@ class Predictor:
 
     def image(self, path, out_dir, save_ids=False):
         """Write ``<name>_mask.png`` and ``<name>_overlay.png`` (and ``<name>_trainIds.png``); returns the paths."""
-        stem = os.path.splitext(os.path.basename(path))[0]
+        stem = output_stem("image", path)
         pred, mask, blended = self.predict(read_image(path))
         written = [os.path.join(out_dir, f"{stem}_mask.png"), os.path.join(out_dir, f"{stem}_overlay.png")]
         write_png(written[0], mask)
@@ -150,7 +167,7 @@ class Predictor:
                             f"video {path} cannot be opened (corrupt or an unsupported codec).")
         fps = capture.get(cv2.CAP_PROP_FPS) or (30.0 if camera else 25.0)
         frames = None if camera else int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-        stem = f"camera{path}" if camera else os.path.splitext(os.path.basename(path))[0]
+        stem = output_stem("camera" if camera else "video", path)
         paths = [os.path.join(out_dir, f"{stem}_mask.mp4"), os.path.join(out_dir, f"{stem}_overlay.mp4")]
         writers = None
         bar = tqdm(total=frames, desc=stem, disable=not progress)

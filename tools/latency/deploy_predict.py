@@ -120,7 +120,19 @@ def collect(inputs):
             items.append(("video", path))
         else:
             sys.exit(f"input {path} is neither an image, a video nor a camera index.")
+    seen = {}
+    for kind, source in items:              # a/x.jpg and b/x.png would overwrite each other's outputs
+        key = (kind == "image", output_stem(source))
+        if key in seen:
+            sys.exit(f"inputs {seen[key]} and {source} would both write {key[1]}_* files; predict them into "
+                     f"separate --output folders, or rename one.")
+        seen[key] = source
     return items
+
+
+def output_stem(source):
+    """The name an input's outputs start with: ``<stem>`` of a file, ``camera<i>`` of a camera index."""
+    return f"camera{source}" if isinstance(source, int) else os.path.splitext(os.path.basename(source))[0]
 
 
 def write(path, image):
@@ -134,7 +146,7 @@ def predict_image(segmenter, path, out_dir):
         sys.exit(f"image {path} cannot be read.")
     rgb = np.ascontiguousarray(bgr[:, :, ::-1])
     classes = segmenter.classes(rgb)
-    stem = os.path.splitext(os.path.basename(path))[0]
+    stem = output_stem(path)
     write(os.path.join(out_dir, stem + "_labels.png"), classes)
     write(os.path.join(out_dir, stem + "_overlay.png"), segmenter.overlay(rgb, classes)[:, :, ::-1])
     return [os.path.join(out_dir, stem + "_labels.png"), os.path.join(out_dir, stem + "_overlay.png")]
@@ -144,7 +156,7 @@ def predict_stream(segmenter, source, out_dir, max_frames=None):
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
         sys.exit(f"{'camera' if isinstance(source, int) else 'video'} {source} cannot be opened.")
-    stem = f"camera{source}" if isinstance(source, int) else os.path.splitext(os.path.basename(source))[0]
+    stem = output_stem(source)
     path = os.path.join(out_dir, stem + "_overlay.mp4")
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     writer, count = None, 0
