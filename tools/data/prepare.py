@@ -26,6 +26,7 @@ bad annotation never leaves a half-converted dataset or destroys earlier outputs
 import glob
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -482,7 +483,6 @@ def held_out_lines(lines, drive, root):
     """``{train, train_val, held_out}`` list lines: every labelled frame of ``drive`` (train and val) goes to
     held_out and out of the training lists; a drive with no frame, or one that leaves no training frame, is one
     sentence."""
-    import re
     if not re.fullmatch(HOLD_OUT_PATTERN, str(drive)):
         raise DataError(f"hold-out drive {drive!r} must be the start of image file names before the first '_' "
                         f"(letters, digits, '-'), e.g. 0006R0 for CamVid.")

@@ -6,12 +6,12 @@ Needs only onnxruntime, opencv-python(-headless) and numpy (no torch, no trainin
     python predict.py --input 0 --max-frames 300            # camera 0
     python predict.py --input photos/ --model model_int8.onnx
 
-An image larger than the training images is shrunk to their pixel count (meta.json ``training_size``; the
-project's train/predict.py follows the same rule) and its class map scaled back; ``--native`` keeps full
-resolution where the model takes any size. Each image gives ``<name>_labels.png`` (the class index of every pixel, 8-bit) and ``<name>_overlay.png`` (class
-colours blended on the image); a video or camera gives ``<name>_overlay.mp4``; ``legend.png`` names the colours.
-meta.json (beside this file) holds the classes, colours, normalisation and input size. The FPS of the model
-(normalisation, ONNX Runtime, argmax) is printed at the end.
+An image larger than the training images is shrunk to their pixel count (meta.json ``training_size``; the project's
+train/predict.py follows the same rule) and its class map scaled back; ``--native`` keeps full resolution where the
+model takes any size. Each image gives ``<name>_labels.png`` (the class index of every pixel, 8-bit) and
+``<name>_overlay.png`` (class colours blended on the image); a video or camera gives ``<name>_overlay.mp4``;
+``legend.png`` names the colours. meta.json (beside this file) holds the classes, colours, normalisation and input
+size. The FPS of the model (normalisation, ONNX Runtime, argmax) is printed at the end.
 """
 import argparse
 import json
