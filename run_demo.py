@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from tools.pipeline import main  # noqa: E402
+from tools.pipeline import run_as_script  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    run_as_script()

@@ -7,7 +7,7 @@ latency/latency_lookup_table.py does, then recalibrates it ``--repeats`` times w
 (sequential, interleaved, sequential, ...), so both see the same stretch of the machine:
 
 * ``sequential``: each network timed whole, then each of its entries timed alone right after it (the calibration
-  until 2026-12-04; still the way for backends other than PyTorch eager);
+  in earlier tables; still the way for backends other than PyTorch eager);
 * ``interleaved``: the network and its entries timed in turn, slice by slice (``--slices``), over one window.
 
 The entries do not change between calibrations, so the spread of the scales is the calibration's own noise:

@@ -10,15 +10,15 @@ reuses them), measures the whole network with the same backend, and reports Spea
 and measurement and the mean measured/estimated ratio. Target: rho >= 0.95. On a machine shared with other jobs,
 ``--threads 1 --clock process`` (CPU time of a single-threaded run) gives stable figures.
 
-The table is made the way latency/latency_lookup_table.py makes one (issue 17): the entries the networks read,
+The table is made the way latency/latency_lookup_table.py makes one: the entries the networks read,
 glue included, timed in ``--entry-rounds`` passes in shuffled orders (median kept), then calibrated against
 ``--calibration-networks`` other random networks of the same family (seeds from 1000; this benchmark's networks
-come from seeds 0, 1, ...). ``--plain`` makes the table as before issue 17 (one pass, no glue, no calibration).
+come from seeds 0, 1, ...). ``--plain`` makes the plain table (one pass, no glue, no calibration).
 
 The networks are measured in ``--rounds`` rounds; within a round each network's ``--net-budget`` is cut into
 ``--slices`` slices taken in turn over all networks (tools.latency.backends.time_interleaved), so every network
 sees the same phases of a machine whose speed drifts, and a network's figure is the mean of its rounds. With
-``--slices 1`` (the protocol before 2026-12-04) each network is timed in one piece and its fastest round kept: on
+``--slices 1`` (the earlier protocol) each network is timed in one piece and its fastest round kept: on
 a shared VM that ranked the networks against their own second round with rho 0.55-0.88 only.
 
 The machine's level: the table is measured minutes before the networks, and a shared VM's speed moves by up to
@@ -126,8 +126,8 @@ def main(argv=None):
                         help="measurements of every network (with --slices: their mean kept, else their minimum)")
     parser.add_argument("--slices", type=int, default=10,
                         help="each round's --net-budget cut into this many slices taken in turn over all networks, so "
-                             "every network is sampled across the round (1: one network after the other, as before "
-                             "2026-12-04; pytorch backend only for > 1)")
+                             "every network is sampled across the round (1: one network after the other, the "
+                             "earlier protocol; pytorch backend only for > 1)")
     parser.add_argument("--statistic", default="median", choices=("median", "min"),
                         help="per-iteration time reported: median of the groups, or their minimum")
     parser.add_argument("--entry-rounds", type=int, default=2, help="interleaved timing passes over the entries")
@@ -135,7 +135,7 @@ def main(argv=None):
                         help="random networks measured whole to calibrate the table (0: none)")
     parser.add_argument("--calibration-budget", type=float, default=1.0, help="seconds per calibration network")
     parser.add_argument("--plain", action="store_true",
-                        help="the table as before issue 17: one pass, no glue entries, no calibration")
+                        help="the plain table: one pass, no glue entries, no calibration")
     parser.add_argument("--no-level-probe", action="store_true",
                         help="do not measure the calibration's networks again beside the test networks")
     parser.add_argument("--out", default="")

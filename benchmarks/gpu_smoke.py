@@ -1,4 +1,4 @@
-"""GPU smoke test: every CUDA path of the project in one run, under 10 minutes on one GPU (issue 13, "Proof").
+"""GPU smoke test: every CUDA path of the project in one run, under 10 minutes on one GPU.
 
     python benchmarks/gpu_smoke.py                               # every part; JSON in benchmarks/results/
     python benchmarks/gpu_smoke.py --json runs/gpu_smoke.json --workdir runs/gpu_smoke --parts demo amp

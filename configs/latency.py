@@ -50,7 +50,7 @@ C.lut_fch_cells = [12]         # Fch of the cell entries (the original: [12])
 C.lut_fch_heads = [8, 12]      # Fch of stem/FFM/head entries (8 = the student's 8/12 width of Fch 12)
 C.lut_budget_s = 1.0           # seconds of timed iterations per table entry
 C.lut_calib_s = 0.25
-C.lut_rounds = 2               # timing passes over the table's entries, each shuffled; median kept (issue 17)
+C.lut_rounds = 2               # timing passes over the table's entries, each shuffled; median kept
 C.lut_calibration_networks = 4   # random networks measured whole to calibrate the table (0: no calibration)
 C.lut_calibration_budget_s = 1.0   # seconds of timed iterations per calibration network and pass
 C.plots = True                 # ops-table and path-width PNGs in the run folder

@@ -38,6 +38,8 @@ C.nepochs = None               # pretrain 20, search 30
 C.save = None
 # (the original's `unrolled` key is gone: its DARTS second-order step never ran, see docs/differences.md S2)
 C.lr_decay = 0.978             # exponential lr decay per epoch (train_search.py)
+C.lr_schedule = "exponential"  # the original's x lr_decay per epoch; 'poly' / 'cosine': per iteration (short runs)
+C.warmup_iters = 0             # linear warm-up iterations of 'poly' / 'cosine'
 C.latency_height = 1024        # resolution of the latency estimate (the original: 1024x2048)
 C.latency_width = 2048
 C.lut_path = ""                # lookup table (project JSON or original .npy); empty: the published 1080Ti table

@@ -46,6 +46,7 @@ C.distill_reduction = "mean"   # the original's KLDivLoss default (mean over N*C
 C.distill_temperature = 1.0    # softening T of both softmaxes, loss x T^2 (1 = the original)
 C.amp = False                  # mixed precision: fp16 + GradScaler on CUDA, bf16 on CPU
 C.fast = "auto"               # CPU fast path: fused OHEM + bf16 autocast where native; False: fp32 eager
+C.class_weight = ""            # OHEM class weights: '' none (the original), 'enet' from the training labels, or a list
 C.sync_bn = False              # SyncBatchNorm under torchrun (CUDA only)
 C.resume = False               # True: continue the newest unfinished run folder of this `save`; or a run folder
 C.val_interval = 10            # validate after the first epoch and every 10 epochs (train.py), and after the last

@@ -9,13 +9,14 @@ import argparse  # noqa: E402
 
 from tools.config import add_config_arguments, config_from_args  # noqa: E402
 from tools.data.labels import load_labels_file  # noqa: E402
-from tools.data.prepare import create_label_images, options_from_config  # noqa: E402
+from tools.data.prepare import create_label_images, layout_names, options_from_config  # noqa: E402
+from tools.utils.cli import run_script  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", help="dataset root (default: the config's dataset_path)")
-    parser.add_argument("--layout", choices=("cityscapes", "custom", "masks", "labelme"),
+    parser.add_argument("--layout", choices=layout_names(convertible=True),
                         help="default: from the config's dataset (masks: images/ + masks/ folders; labelme: "
                              "LabelMe .json files)")
     parser.add_argument("--labels-file", help="custom classes (default: the config's labels_file)")
@@ -31,4 +32,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

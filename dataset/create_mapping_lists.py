@@ -8,13 +8,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import argparse  # noqa: E402
 
 from tools.config import add_config_arguments, config_from_args  # noqa: E402
-from tools.data.prepare import DEFAULT_RATIOS, LIST_NAMES, create_mapping_lists, options_from_config  # noqa: E402
+from tools.data.prepare import DEFAULT_RATIOS, create_mapping_lists, layout_names, options_from_config  # noqa: E402
+from tools.utils.cli import run_script  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", help="dataset root (default: the config's dataset_path)")
-    parser.add_argument("--layout", choices=tuple(LIST_NAMES), help="default: the config's dataset")
+    parser.add_argument("--layout", choices=layout_names(), help="default: the config's dataset")
     parser.add_argument("--out-dir", help="where the lists go (default: the root)")
     parser.add_argument("--ratios", type=float, nargs=3, default=DEFAULT_RATIOS, metavar=("TRAIN", "VAL", "TEST"),
                         help="masks/labelme without train/val/test subfolders: split ratios (default: %(default)s)")
@@ -33,4 +34,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -7,6 +7,7 @@ import argparse  # noqa: E402
 
 from tools.data.demo import DEFAULT_COUNTS, DEFAULT_SIZE, generate_demo_dataset  # noqa: E402
 from tools.data.prepare import create_label_images, create_mapping_lists  # noqa: E402
+from tools.utils.cli import run_script  # noqa: E402
 
 
 def main(argv=None):
@@ -32,4 +33,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

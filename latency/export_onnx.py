@@ -18,6 +18,7 @@ import argparse  # noqa: E402
 
 from tools.config import add_config_arguments  # noqa: E402
 from tools.latency.deploy import EXPORTERS, export_deployment  # noqa: E402
+from tools.utils.cli import run_script  # noqa: E402
 
 
 def main(argv=None):
@@ -50,4 +51,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -9,7 +9,7 @@ the derived networks of ``load_path`` read. The table is saved after every entry
 where it stopped; a table made on another device or at another resolution is refused. Every entry is timed in
 ``lut_rounds`` passes, each in a shuffled order (median kept); the table then holds the glue between the modules
 (upsamplings, concatenations) and ends with a calibration against ``lut_calibration_networks`` random networks of
-the search space measured whole (tools/latency/calibrate.py; issue 17).
+the search space measured whole (tools/latency/calibrate.py).
 """
 import os, sys  # noqa: E401
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -23,6 +23,7 @@ from tools.latency.expected import table_has_glue  # noqa: E402
 from tools.latency.keys import glue_table_specs, original_table_specs  # noqa: E402
 from tools.latency.report import derived_table_specs  # noqa: E402
 from tools.latency.table import TableError, fill_table, load_table  # noqa: E402
+from tools.utils.cli import run_script  # noqa: E402
 
 
 def table_specs(config, glue=True):
@@ -77,4 +78,4 @@ def calibration_networks(config):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -14,9 +14,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import argparse  # noqa: E402
 
 from tools.config import add_config_arguments, config_from_args  # noqa: E402
-from tools.utils.fileio import write_json  # noqa: E402
+from tools.utils.fileio import check_log_files, write_json  # noqa: E402
 from tools.engine.run import get_logger, new_run_dir  # noqa: E402
 from tools.latency.report import latency_report  # noqa: E402
+from tools.utils.cli import run_script  # noqa: E402
 
 
 def main(argv=None):
@@ -30,8 +31,9 @@ def main(argv=None):
     if config.json:
         write_json(config.json, report)
         logger.info("report written to %s", config.json)
+    check_log_files(logger)             # a log.txt that missed a line (full disk) fails the command
     return report
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

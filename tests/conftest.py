@@ -11,22 +11,9 @@ from tests.helpers import REFERENCE_DIR, TEST_DATA, FakeCuda
 
 # A test that requests one of these fixtures reads ../shared/reference (student_reference: test_derived.py).
 REFERENCE_FIXTURES = {"reference_dir", "student_reference"}
-# End to end: fixtures that run a whole search, training or torchrun launch, and tests that run one themselves.
+# End to end: fixtures that run a whole search, training or torchrun launch; a test that runs one itself carries
+# @pytest.mark.slow where it is defined (tests/test_layers.py checks that every name here is a fixture).
 SLOW_FIXTURES = {"pretrain_then_search", "teacher_run", "student_run", "two_epoch_run", "two_ranks"}
-SLOW_TESTS = {
-    "test_search.py": {"test_resume_gives_the_uninterrupted_result"},
-    "test_train.py": {"test_is_test_training_writes_periodic_predictions_named_as_the_original",
-                      "test_resume_after_a_kill_reproduces_the_uninterrupted_weights",
-                      "test_torchrun_two_processes_train_the_teacher",
-                      "test_nan_loss_stops_saves_and_names_the_iteration",
-                      "test_student_alone_trains_without_a_teacher",
-                      "test_poly_schedule_sets_the_lr_of_every_iteration",
-                      "test_a_failing_validation_keeps_the_epoch_and_the_resumed_run_validates_first",
-                      "test_resume_is_refused_while_in_use_or_with_other_settings_and_cleans_up_after_a_kill"},
-    "test_own_data.py": {"test_images_and_masks_folder_with_jpeg_and_palette_masks_trains",
-                         "test_labelme_folder_split_by_the_project_trains"},
-    "test_readme.py": {"test_published_description_command_runs"},
-}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -37,8 +24,7 @@ def pytest_collection_modifyitems(config, items):
         fixtures = set(getattr(item, "fixturenames", ()))
         if fixtures & REFERENCE_FIXTURES:
             item.add_marker(pytest.mark.reference)
-        name = getattr(item, "originalname", item.name)
-        if fixtures & SLOW_FIXTURES or name in SLOW_TESTS.get(item.path.name, ()):
+        if fixtures & SLOW_FIXTURES:
             item.add_marker(pytest.mark.slow)
         if no_cuda is not None and item.get_closest_marker("gpu") is not None:
             item.add_marker(no_cuda)

@@ -1,5 +1,5 @@
 """benchmarks/bench_lut_fidelity.py: the level probe rebuilds the calibration's networks and compares their
-latency now with their latency during the calibration (issue 17)."""
+latency now with their latency during the calibration."""
 import pytest
 
 from tools.latency.calibrate import CALIBRATION_SEED, random_networks

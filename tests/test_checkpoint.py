@@ -51,7 +51,7 @@ def test_rng_state_restores_every_generator(tmp_path):
 
 
 def test_cuda_rng_state_is_the_current_devices_only(tmp_path, fake_cuda):
-    """Issue 13 item 7: one GPU's state (not get_rng_state_all: a context on every GPU), restorable anywhere."""
+    """One GPU's state (not get_rng_state_all: a context on every GPU), restorable anywhere."""
     path = str(tmp_path / "rng.pt")
     save_checkpoint({"rng": rng_state()}, path)
     state = load_checkpoint(path)["rng"]
@@ -64,7 +64,7 @@ def test_cuda_rng_state_is_the_current_devices_only(tmp_path, fake_cuda):
 
 
 def test_no_file_is_ever_unpickled_in_full():
-    """Issue 12 item 1: nothing in the project loads with full unpickling (the original's files are read by the
+    """Nothing in the project loads with full unpickling (the original's files are read by the
     restricted unpicklers of tools/utils/legacy_files.py)."""
     import re
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

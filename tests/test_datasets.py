@@ -286,3 +286,52 @@ def test_a_palette_label_is_read_as_its_indices(tmp_path):
     assert Image.open(tmp_path / "a_gt.png").mode == "P"
     label = dataset_from_config(config, "val")[0]["label"]
     assert label.shape == (64, 128) and set(np.unique(label)) == {0, 13}
+
+
+# ---------------------------------------------------------------- damaged files and label values
+def _cut(path, keep=0.5):
+    data = open(path, "rb").read()
+    with open(path, "wb") as handle:
+        handle.write(data[:int(len(data) * keep)])
+
+
+def _noisy_jpeg(path, size=(64, 128)):
+    """A JPEG large enough that half of it still decodes (libjpeg then only warns)."""
+    rng = np.random.default_rng(0)
+    assert cv2.imwrite(path, rng.integers(0, 255, size + (3,), dtype=np.uint8))
+
+
+def test_a_truncated_jpeg_is_refused_where_cv2_would_decode_it_grey(tmp_path):
+    """cv2 decodes a JPEG cut in half (grey bottom, a warning on stderr): the set refuses it by name, both when it
+    is built (before any work) and when an item is read."""
+    config = _one_pair_config(tmp_path)
+    jpeg = str(tmp_path / "a.jpg")
+    _noisy_jpeg(jpeg)
+    (tmp_path / "val.txt").write_text("a.jpg a_gt.png\n")
+    dataset = dataset_from_config(config, "val")
+    _cut(jpeg)
+    assert cv2.imread(jpeg) is not None                         # the silent case this guards against
+    with pytest.raises(DataError, match=r"image .*a.jpg cannot be read \(it is cut short"):
+        dataset_from_config(config, "val")
+    with pytest.raises(DataError, match=r"image .*a.jpg cannot be read \(it is cut short"):
+        dataset[0]
+
+
+def test_a_truncated_png_label_is_refused_when_the_set_is_built(tmp_path):
+    config = _one_pair_config(tmp_path)
+    _cut(str(tmp_path / "a_gt.png"), keep=0.8)
+    with pytest.raises(DataError, match=r"label .*a_gt.png cannot be read \(it is cut short"):
+        dataset_from_config(config, "val")
+
+
+def test_a_label_value_outside_the_classes_is_found_when_the_set_is_built(tmp_path):
+    """Every label of a list is decoded when its set is built (before the first training step), not when the
+    loader reaches it; the same pass counts each class's pixels."""
+    config = _one_pair_config(tmp_path)
+    dataset = dataset_from_config(config, "val")
+    expected = np.zeros(config.num_classes, np.int64)
+    expected[1] = 64 * 128
+    assert np.array_equal(dataset.class_pixels, expected)
+    write_pair(str(tmp_path), "a", label_value=19)
+    with pytest.raises(DataError, match=r"a_gt.png holds values \[19\] outside 0..18"):
+        dataset_from_config(config, "val")

@@ -83,7 +83,8 @@ def test_default_export_size_is_the_size_val_is_evaluated_at(run_folder, tmp_pat
 
 def test_deployment_folder_holds_models_meta_and_predict(deployment, run_folder):
     out, meta, lines = deployment
-    assert sorted(os.listdir(out)) == ["legend.png", "meta.json", "model.onnx", "model_int8.onnx", "predict.py"]
+    assert sorted(os.listdir(out)) == ["image_files.py", "legend.png", "meta.json", "model.onnx", "model_int8.onnx",
+                                       "predict.py"]
     assert read_meta(out) == json.loads(json.dumps(meta))                 # meta.json round-trips
     config = config_for_weights(run_folder[1])
     labels = label_set_from_config(config)
@@ -168,3 +169,81 @@ def test_deployment_folder_and_project_shrink_by_one_rule(shape, dynamic_hw):
     assert segmenter.scale(*shape) == pytest.approx(expected, rel=1e-12)
     segmenter.training_size = None
     assert segmenter.scale(*shape) == (1.0 if dynamic_hw else min(1.0, 64 / shape[0], 128 / shape[1]))
+
+
+def _export(folder, out, **options):
+    """The cheapest real export of the run folder (tracer, no evaluation) into ``out``."""
+    return export_deployment(folder, str(out), size=(64, 128), exporter="torchscript", evaluate=False,
+                             log=lambda line: None, **options)
+
+
+def test_a_second_export_leaves_none_of_the_first_exports_files(run_folder, tmp_path):
+    """The issue's case: an int8 export, then an fp32-only one into the same folder left model_int8.onnx behind."""
+    _, folder = run_folder
+    out = tmp_path / "deploy"
+    meta = _export(folder, out, int8=True, calib_images=2)
+    assert meta["files"] == ["image_files.py", "legend.png", "meta.json", "model.onnx", "model_int8.onnx", "predict.py"]
+    assert sorted(os.listdir(out)) == meta["files"] and read_meta(str(out)) == json.loads(json.dumps(meta))
+    meta = _export(folder, out)
+    assert sorted(os.listdir(out)) == meta["files"] == ["image_files.py", "legend.png", "meta.json", "model.onnx",
+                                                        "predict.py"]
+    assert list(read_meta(str(out))["models"]) == ["fp32"] and os.listdir(tmp_path) == ["deploy"]
+
+
+def test_a_folder_holding_other_files_is_refused_and_kept(run_folder, tmp_path, monkeypatch):
+    _, folder = run_folder
+    out = tmp_path / "deploy"
+    _export(folder, out)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(DeployError, match=rf"^deployment folder {out} also holds files no export wrote \(notes.txt"
+                                          rf"\); move them elsewhere or choose another --out"):
+        _export(folder, out, int8=True, calib_images=2)
+    assert sorted(os.listdir(out)) == ["image_files.py", "legend.png", "meta.json", "model.onnx", "notes.txt",
+                                       "predict.py"]
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "a.jpg").write_text("mine")
+    with pytest.raises(DeployError, match=rf"^{other} is not empty and is not a deployment folder"):
+        _export(folder, other)
+    assert os.listdir(other) == ["a.jpg"]
+    (out / "notes.txt").unlink()
+    old = read_meta(str(out))                             # a meta.json written before its 'files' list existed
+    del old["files"]
+    (out / "meta.json").write_text(json.dumps(old))
+    import tools.latency.deploy as deploy
+
+    def failing_legend(*args, **kwargs):
+        raise RuntimeError("legend failed")
+
+    monkeypatch.setattr(deploy, "legend", failing_legend)
+    with pytest.raises(RuntimeError, match="legend failed"):              # a failed export: the old folder stays
+        _export(folder, out, argmax=True)
+    assert sorted(os.listdir(out)) == ["image_files.py", "legend.png", "meta.json", "model.onnx", "predict.py"]
+    assert read_meta(str(out)) == old and sorted(os.listdir(tmp_path)) == ["deploy", "photos"]   # no temp folder
+    monkeypatch.undo()
+    assert _export(folder, out, argmax=True)["output"]["kind"] == "class_ids_uint8"
+    assert sorted(os.listdir(out)) == ["image_files.py", "legend.png", "meta.json", "model.onnx", "predict.py"]
+
+
+def test_deployment_predict_refuses_a_truncated_photo_in_one_line(run_folder, tmp_path):
+    """The deployment folder refuses the damaged files training refuses (its copy of tools/utils/image_files.py),
+    and ends a user error with the project's one line and exit code 1, without torch."""
+    import cv2
+    _, folder = run_folder
+    out = tmp_path / "deploy"
+    _export(folder, out)
+    photo = tmp_path / "photo.jpg"
+    assert cv2.imwrite(str(photo), np.random.default_rng(0).integers(0, 255, (64, 128, 3), dtype=np.uint8))
+    photo.write_bytes(photo.read_bytes()[:photo.stat().st_size // 2])
+    assert cv2.imread(str(photo)) is not None                        # libjpeg alone decodes it, grey
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FASTERSEG_TRACEBACK")}
+    for args, sentence in (
+            (["--input", str(photo)], f"error: image {photo} cannot be read (it is cut short"),
+            (["--input", str(tmp_path / "missing.jpg")], f"error: input {tmp_path / 'missing.jpg'} does not exist."),
+            (["--input", str(photo), "--model", "nope.onnx"], f"error: model {out / 'nope.onnx'} does not exist")):
+        completed = subprocess.run([sys.executable, "-c", NO_TORCH, str(out / "predict.py"), *args, "--output",
+                                    str(tmp_path / "pred")], cwd=str(tmp_path), env=env, capture_output=True,
+                                   text=True, timeout=120)
+        assert completed.returncode == 1 and completed.stderr.startswith(sentence), completed.stderr
+        assert "Traceback" not in completed.stderr
+    assert not os.path.exists(tmp_path / "pred" / "photo_labels.png")

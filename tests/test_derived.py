@@ -192,7 +192,7 @@ def test_build_structure_errors():
 
 
 def test_thop_without_distutils_is_one_sentence(monkeypatch):
-    """Issue 13 item 11: thop 0.1.1 imports distutils, which Python 3.12 has only through setuptools."""
+    """thop 0.1.1 imports distutils, which Python 3.12 has only through setuptools."""
     import sys
     from tools.models.flops import FlopsError, thop_flops
     for name in [n for n in sys.modules if n.split(".")[0] in ("thop", "distutils")]:

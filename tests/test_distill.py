@@ -1,4 +1,5 @@
-"""The KL distillation term: the original's number by default, without its NaN (users' issue #54)."""
+"""The KL distillation term: the original's number by default, without its NaN (reported upstream:
+VITA-Group/FasterSeg#54)."""
 import warnings
 
 import pytest

@@ -82,7 +82,7 @@ def test_bad_settings_are_one_clear_sentence(call, words):
 @pytest.mark.parametrize("deterministic", [False, True])
 def test_training_and_search_on_cuda_set_cudnn_benchmark_as_the_original(fake_cuda, monkeypatch, script,
                                                                         deterministic):
-    """Issue 13 item 6: train.py and train_search.py turn cudnn.benchmark on for a CUDA run (CUDA faked),
+    """train.py and train_search.py turn cudnn.benchmark on for a CUDA run (CUDA faked),
     unless deterministic=True asks for reproducible algorithms."""
     from tools.pipeline import load_script
     for flag in ("enabled", "benchmark", "deterministic"):

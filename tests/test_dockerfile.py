@@ -36,7 +36,7 @@ def test_every_copied_path_exists():
 
 
 def test_the_base_images_torch_numpy_and_tensorrt_are_pinned_for_every_install():
-    """Issue 13 item 2: numpy stays the one the base's torch is built against (no numpy 2 via opencv)."""
+    """numpy stays the one the base's torch is built against (no numpy 2 via opencv)."""
     runs = " ".join(_run_lines())
     match = re.search(r"pip list --format=freeze \| grep -iE '\^\(([\w|]+)\)==';[^>]*> (\S+)", runs)
     assert match, "the constraints file is not generated from the base image's installed versions"
@@ -49,7 +49,7 @@ def test_the_base_images_torch_numpy_and_tensorrt_are_pinned_for_every_install()
 
 
 def test_requirements_inside_the_image_keep_the_cuda_torch_and_the_tests_can_run():
-    """Issue 13 item 3: `pip install -r requirements.txt` in the container must not fetch PyPI's torch."""
+    """`pip install -r requirements.txt` in the container must not fetch PyPI's torch."""
     runs = " ".join(_run_lines())
     rewrite = runs.find("sed -i 's/^torch==.*/torch ")
     install = runs.find("-r requirements-test.txt")
@@ -79,7 +79,7 @@ def test_the_image_holds_what_the_readme_commands_and_the_tests_read():
 
 
 def test_no_pycuda_anywhere():
-    """Issue 13 item 4 / issue 14: pycuda was built from source at `docker build` and never imported."""
+    """pycuda was built from source at `docker build` and never imported."""
     for name in ("Dockerfile", "requirements.txt", "requirements-test.txt"):
         with open(os.path.join(REPO_ROOT, name)) as handle:
             assert "pycuda" not in handle.read().lower(), name

@@ -121,3 +121,87 @@ def test_a_failed_named_writer_keeps_the_previous_file(tmp_path):
     with atomic_path(str(path)) as tmp:
         open(tmp, "w").write("new")
     assert path.read_text() == "new" and os.listdir(tmp_path) == ["model.onnx"]
+
+
+def _folder(path, **files):
+    path.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (path / name).write_text(text)
+    return path
+
+
+def test_atomic_folder_replaces_the_whole_folder_and_deletes_only_the_listed_files(tmp_path):
+    from tools.utils.fileio import atomic_folder, folder_mode
+    out = _folder(tmp_path / "out", a="old", b="old")
+    with atomic_folder(str(out), lambda folder: {"a", "b"}) as stage:
+        (tmp_path / stage / "a").write_text("new")
+        assert not os.path.exists(out / "a.new")
+    assert sorted(os.listdir(out)) == ["a"] and (out / "a").read_text() == "new"     # b of the old version: gone
+    assert os.stat(out).st_mode & 0o777 == folder_mode() and os.listdir(tmp_path) == ["out"]
+    with atomic_folder(str(tmp_path / "new" / "deep"), None) as stage:               # nothing there: no check
+        open(os.path.join(stage, "x"), "w").close()
+    assert os.listdir(tmp_path / "new" / "deep") == ["x"]
+
+
+def test_atomic_folder_that_fails_or_is_refused_leaves_the_old_folder(tmp_path):
+    from tools.utils.fileio import atomic_folder
+    out = _folder(tmp_path / "out", a="old", mine="user")
+    with pytest.raises(RuntimeError, match="export failed"):
+        with atomic_folder(str(out), lambda folder: {"a", "mine"}) as stage:
+            open(os.path.join(stage, "a"), "w").write("half")
+            raise RuntimeError("export failed")
+
+    def refuse(folder):
+        raise ValueError(f"{folder} holds mine")
+
+    with pytest.raises(ValueError, match="holds mine"):
+        with atomic_folder(str(out), refuse) as stage:
+            open(os.path.join(stage, "a"), "w").write("new")
+    assert sorted(os.listdir(out)) == ["a", "mine"] and (out / "a").read_text() == "old"
+    assert os.listdir(tmp_path) == ["out"]                                  # no temporary folder left
+
+
+def test_a_file_put_in_the_folder_during_the_swap_stops_it_and_is_kept(tmp_path):
+    from tools.utils.fileio import FolderChangedError, atomic_folder
+    out = _folder(tmp_path / "out", a="old")
+
+    def listed_then_changed(folder):
+        (out / "notes.txt").write_text("user")           # arrives after the check, before the swap
+        return {"a"}
+
+    with pytest.raises(FolderChangedError, match=rf"^{out} changed while .* also holds notes.txt\); nothing in it "):
+        with atomic_folder(str(out), listed_then_changed) as stage:
+            open(os.path.join(stage, "a"), "w").write("new")
+    assert sorted(os.listdir(out)) == ["a", "notes.txt"] and (out / "a").read_text() == "old"
+    assert os.listdir(tmp_path) == ["out"]
+
+
+def test_atomic_folder_through_a_link_replaces_the_folder_it_points_to(tmp_path):
+    from tools.utils.fileio import atomic_folder
+    real = _folder(tmp_path / "real", a="old")
+    os.symlink(real, tmp_path / "link")
+    with atomic_folder(str(tmp_path / "link"), lambda folder: {"a"}) as stage:
+        open(os.path.join(stage, "b"), "w").write("new")
+    assert os.path.islink(tmp_path / "link") and os.listdir(real) == ["b"]
+    assert sorted(os.listdir(tmp_path)) == ["link", "real"]
+
+
+def test_atomic_folder_on_a_full_disk_is_one_sentence(tmp_path, monkeypatch):
+    import errno
+
+    from tools.utils import fileio
+    out = _folder(tmp_path / "out", a="old")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(fileio.os, "fsync", full)            # a file of the new folder: named as in ``out``
+    with pytest.raises(fileio.WriteError, match=rf"^cannot write {out / 'sub' / 'b'}: No space left on device; "
+                                                rf".*\(the previous version of the folder, if any, is unchanged\)"):
+        with fileio.atomic_folder(str(out), lambda folder: {"a"}) as stage:
+            write_text(os.path.join(stage, "sub", "b"), "new")
+    monkeypatch.setattr(fileio.tempfile, "mkdtemp", full)
+    with pytest.raises(fileio.WriteError, match=rf"^cannot write {out}: No space left on device; free space"):
+        with fileio.atomic_folder(str(out), lambda folder: {"a"}):
+            pass
+    assert os.listdir(out) == ["a"] and os.listdir(tmp_path) == ["out"]

@@ -1,4 +1,6 @@
 """tools/latency/backends.py: the timing protocol, the PyTorch and ONNX Runtime backends, clear errors."""
+import dataclasses
+
 import onnx
 import pytest
 import torch
@@ -185,7 +187,7 @@ def test_process_clock_measures_cpu_time_and_is_cpu_only():
 
 
 def test_onnxruntime_on_a_gpu_box_without_its_cuda_provider_runs_on_the_cpu(fake_cuda, capsys, monkeypatch):
-    """Issue 13 item 5: the default device ('auto' = CUDA here) with the CPU build of onnxruntime falls back to
+    """The default device ('auto' = CUDA here) with the CPU build of onnxruntime falls back to
     the CPU provider, says so in one line, and the timing and table meta name the CPU, not the GPU."""
     import onnxruntime
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
@@ -199,7 +201,7 @@ def test_onnxruntime_on_a_gpu_box_without_its_cuda_provider_runs_on_the_cpu(fake
 
 
 def test_cudnn_benchmark_is_restored_after_timing_on_cuda(fake_cuda, monkeypatch):
-    """Issue 13 item 6: timing a table miss on CUDA must not leave cudnn.benchmark switched for the search."""
+    """Timing a table miss on CUDA must not leave cudnn.benchmark switched for the search."""
     seen = []
 
     class Probe(nn.Module):
@@ -214,3 +216,130 @@ def test_cudnn_benchmark_is_restored_after_timing_on_cuda(fake_cuda, monkeypatch
     timing = measure_latency(Probe(), (1, 3, 4, 4), backend="pytorch", device="cuda", **FAST)
     assert timing.device == fake_cuda.name and seen and all(seen)
     assert torch.backends.cudnn.benchmark is False
+
+
+# ---- the table of backends: one row per backend, read by every consumer -------------------------------------
+def test_every_backend_row_is_complete():
+    """Every field filled (callables callable), names and 'auto' ranks unique, and 'auto' always has a backend
+    that runs on any device and needs nothing but torch, so it can always pick one."""
+    rows = backends.BACKENDS
+    names = [row.name for row in rows]
+    assert len(names) == len(set(names))
+    for row in rows:
+        assert isinstance(row, backends.Backend) and row.name and row.name != backends.AUTO
+        assert row.description and row.needs and row.devices and row.precisions
+        assert set(row.precisions) <= set(backends.PRECISIONS)
+        for function in (row.available, row.measure, row.timing_device):
+            assert callable(function), (row.name, function)
+        usable, why = row.available()
+        assert isinstance(usable, bool) and isinstance(why, str) and (usable or why)
+        assert row.auto_rank is None or isinstance(row.auto_rank, int)
+        assert isinstance(row.interleaves, bool)
+    ranks = [row.auto_rank for row in rows if row.auto_rank is not None]
+    assert len(ranks) == len(set(ranks))
+    assert any(backends.ANY_DEVICE in row.devices and row.available()[0] for row in rows if row.auto_rank is not None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rows[0].name = "renamed"                  # frozen, as the operators' rows
+
+
+def test_a_row_named_auto_or_with_an_unknown_precision_is_refused():
+    row = backends.BACKENDS[0]
+    fields = {name: getattr(row, name) for name in row.__dataclass_fields__}
+    with pytest.raises(ValueError, match="picks a backend"):
+        backends.Backend(**dict(fields, name="auto"))
+    with pytest.raises(ValueError, match="precisions"):
+        backends.Backend(**dict(fields, precisions=("int4",)))
+
+
+@pytest.mark.parametrize("name", [row.name for row in backends.BACKENDS])
+def test_every_backend_usable_here_times_a_module_through_measure_latency(name):
+    """Each registered backend, on a device it runs on; one this machine cannot run (TensorRT, or any CUDA-only
+    backend on a CPU machine such as CI) is skipped with its reason."""
+    row = backends.backend_record(name)
+    usable, why = row.available()
+    if not usable:
+        pytest.skip(f"{name}: {why}")
+    device = "cpu" if row.runs_on("cpu") else "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip(f"{name} times on {row.devices} only and no CUDA device is visible")
+    timing = measure_latency(small_net(), (1, 3, 16, 16), backend=name, device=device, **FAST)
+    assert timing.backend == name and timing.latency_ms > 0 and timing.precision == "fp32"
+
+
+def test_an_unknown_backend_is_one_sentence_naming_the_registered_ones():
+    message = "unknown latency backend 'openvino'; choose one of auto, pytorch, onnxruntime, tensorrt."
+    for call in (lambda: resolve_backend("openvino"), lambda: make_measurer("openvino"),
+                 lambda: measure_latency(small_net(), (1, 3, 8, 8), backend="openvino")):
+        with pytest.raises(LatencyError) as error:
+            call()
+        assert str(error.value) == message
+
+
+@pytest.mark.parametrize("usable, picked", [(True, "tensorrt"), (False, "pytorch")])
+def test_auto_keeps_the_original_rule(fake_cuda, monkeypatch, usable, picked):
+    """TensorRT on a CUDA device when it imports, else PyTorch; PyTorch on the CPU either way."""
+    monkeypatch.setattr(backends, "tensorrt_available", lambda: (usable, "" if usable else "not installed"))
+    assert resolve_backend("auto", "cuda") == picked and resolve_backend("auto", "cuda:1") == picked
+    assert resolve_backend("auto", "cpu") == "pytorch"
+
+
+def test_a_usable_cuda_only_backend_refuses_a_cpu_device_in_one_sentence(monkeypatch):
+    monkeypatch.setattr(backends, "tensorrt_available", lambda: (True, ""))
+    with pytest.raises(LatencyError, match="the tensorrt backend times on cuda devices only, not on 'cpu'"):
+        measure_latency(small_net(), (1, 3, 8, 8), backend="tensorrt", device="cpu")
+
+
+def _made_up_backend(calls, **fields):
+    """A backend that exists only in this test: it records each call and reports 2.5 ms."""
+    def measure(model, input_size, device="cpu", precision="fp32", channels_last=False, cuda_graphs=False,
+                **timing):
+        calls.append({"input_size": input_size, "device": device, "precision": precision, "timing": timing})
+        return Timing(2.5, [2.5], 1, "made_up", backends.device_name(device), precision)
+    row = dict(name="made_up", description="a made-up backend for the tests", needs="nothing real",
+               available=lambda: (True, ""), devices=("cpu",), precisions=("fp32",), measure=measure,
+               timing_device=backends.resolve_device, auto_rank=-1)
+    return backends.Backend(**dict(row, **fields))
+
+
+def test_a_backend_added_to_the_table_alone_is_measured_through_the_normal_path(fake_cuda, monkeypatch):
+    """One row added to BACKENDS (nothing else touched) is accepted by name, picked by 'auto' by its rank,
+    dispatched by measure_latency and make_measurer, named in the unknown-name sentence and the docs table, held
+    to its device rule, and not interleaved by a table's calibration."""
+    from tools.latency.calibrate import interleaved_pair_measurer
+    from tools.latency.table import LatencyTable
+    calls = []
+    monkeypatch.setattr(backends, "BACKENDS", backends.BACKENDS + (_made_up_backend(calls),))
+    assert resolve_backend("made_up") == "made_up" and resolve_backend("auto", "cpu") == "made_up"
+    timing = measure_latency(small_net(), (1, 3, 8, 8), backend="made_up", device="cpu", budget_s=0.5)
+    assert timing.latency_ms == 2.5 and timing.backend == "made_up"
+    assert calls == [{"input_size": (1, 3, 8, 8), "device": "cpu", "precision": "fp32", "timing": {"budget_s": 0.5}}]
+    measure = make_measurer("made_up", "cpu", budget_s=0.5)
+    assert measure(small_net(), (1, 3, 8, 8)) == 2.5 and measure.backend == "made_up"
+    assert measure.torch_device == torch.device("cpu")
+    with pytest.raises(LatencyError, match="choose one of auto, pytorch, onnxruntime, tensorrt, made_up\\.$"):
+        resolve_backend("openvino")
+    assert "| `'made_up'` | a made-up backend for the tests | nothing real | cpu | fp32 | 1 |" in \
+        backends.backends_markdown()
+    with pytest.raises(LatencyError, match="the made_up backend times on cpu devices only, not on 'cuda"):
+        measure_latency(small_net(), (1, 3, 8, 8), backend="made_up", device="cuda")
+    assert interleaved_pair_measurer(LatencyTable(measurer=measure)) is None
+    assert len(calls) == 2
+
+
+def test_an_unusable_registered_backend_says_what_it_needs(monkeypatch):
+    monkeypatch.setattr(backends, "BACKENDS", backends.BACKENDS + (
+        _made_up_backend([], available=lambda: (False, "it is made up"), auto_rank=None),))
+    assert resolve_backend("auto", "cpu") == "pytorch"       # 'auto' passes over it (and it has no rank)
+    with pytest.raises(BackendUnavailableError, match="the made_up backend needs nothing real, but it is made up; "
+                                                      "use latency_backend='pytorch'"):
+        backends.require_available("made_up")
+
+
+def test_the_docs_hold_the_backends_table_as_the_code_makes_it():
+    import os
+    from tests.helpers import REPO_ROOT
+    with open(os.path.join(REPO_ROOT, "docs", "usage.md"), encoding="utf-8") as handle:
+        assert backends.backends_markdown() in handle.read()
+    with open(os.path.join(REPO_ROOT, "docs", "configs.md"), encoding="utf-8") as handle:
+        row = next(line for line in handle if line.startswith("| `latency_backend` |"))
+    assert all(f"`'{record.name}'`" in row for record in backends.BACKENDS)

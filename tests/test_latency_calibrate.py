@@ -1,4 +1,4 @@
-"""tools/latency/calibrate.py: random networks of the search space and the table's calibration (issue 17)."""
+"""tools/latency/calibrate.py: random networks of the search space and the table's calibration."""
 import json
 
 import pytest
@@ -108,3 +108,30 @@ def test_on_the_pytorch_backend_each_network_is_timed_interleaved_with_its_entri
     assert len(calls) == 2 and len(reads) > len(distinct)      # the last network reads some entry twice
     assert [row["paired_ratios"] for row in calibration["networks"]] == [pytest.approx([r]) for r in ratios]
     assert calibration["scale"] == pytest.approx(sum(ratios) / 2)
+
+
+def test_the_random_draws_have_one_alpha_column_per_operator_of_the_table(monkeypatch):
+    """The operator count comes from tools/ops/primitives.OPERATORS: a table with a sixth row (here a copy of
+    one) gives six alpha columns, with no other change."""
+    from tools.latency import calibrate
+    from tools.ops.primitives import OPERATORS
+    alphas, betas, ratios = calibrate.random_arch_parameters(CALIBRATION_SEED, layers=6, widths=3)
+    assert [tuple(a.shape) for a in alphas] == [(6, len(OPERATORS)), (5, len(OPERATORS)), (4, len(OPERATORS))]
+    assert betas[0] is None and [tuple(r.shape) for r in ratios] == [(5, 3), (5, 3), (4, 3)]
+    monkeypatch.setattr(calibrate, "OPERATORS", OPERATORS + (OPERATORS[1],))
+    alphas, _, _ = calibrate.random_arch_parameters(CALIBRATION_SEED, layers=6, widths=3)
+    assert [a.shape[1] for a in alphas] == [len(OPERATORS) + 1] * 3
+
+
+def test_the_random_draws_of_the_original_space_are_the_ones_calibrations_always_drew():
+    """Same generator calls in the same order: a table calibrated before reading the operator count from the
+    table draws the same networks now (values pinned for seed 1000)."""
+    from tools.latency.calibrate import random_arch_parameters
+    from tools.ops.primitives import PRIMITIVES
+    if PRIMITIVES != ["skip", "conv", "conv_downup", "conv_2x", "conv_2x_downup"]:
+        pytest.skip("the pinned draws are those of the original five-operator search space")
+    alphas, betas, ratios = random_arch_parameters(CALIBRATION_SEED, layers=6, widths=3)
+    assert alphas[0][0].tolist() == pytest.approx([0.6467, 0.9637, 4.7874, -0.9207, 0.3649], abs=1e-4)
+    assert alphas[2][-1].tolist() == pytest.approx([0.9129, -0.1143, 4.9011, -0.1185, 1.1778], abs=1e-4)
+    assert betas[2][-1].tolist() == pytest.approx([1.5456, 0.3631], abs=1e-4)
+    assert ratios[2][-1].tolist() == pytest.approx([2.0036, 0.1034, 0.5238], abs=1e-4)

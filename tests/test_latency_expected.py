@@ -294,7 +294,7 @@ def test_search_legacy_switch_sets_the_latency_loss_to_the_original_figures(tabl
 
 
 def test_glue_reads_follow_the_forward_pass_only_for_tables_that_hold_glue(table_1080ti):
-    """Issue 17: a table with ``glue`` adds, for the published student (lasts [2, 1]), the x2 upsampling and the
+    """A table with ``glue`` adds, for the published student (lasts [2, 1]), the x2 upsampling and the
     concatenation before each of its 3 refinements, the branch concatenation and the final x8 upsampling, with
     the shapes the forward pass really has; the published table reads none of them (its figures stay)."""
     net = build_derived(load_arch(published_arch_path(1)), 1, stem_head_width=STEM_HEAD[1], aux_heads=False).eval()

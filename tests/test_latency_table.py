@@ -149,7 +149,7 @@ def test_a_measurer_of_another_device_is_refused_at_the_first_miss(npy_path):
 
 
 def test_calibration_scales_every_lookup_and_survives_a_round_trip(tmp_path):
-    """Issue 17: entries stay the raw timings; lookups return entry x scale; tables without one read as before."""
+    """Entries stay the raw timings; lookups return entry x scale; tables without one read as before."""
     key = "ConvNorm_H16_W32_Cin8_Cout8_kernel3_stride1"
     table = LatencyTable({key: 2.0}, meta={"calibration": {"scale": 1.5}}, path=str(tmp_path / "c.json"))
     with table.recording() as reads:

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tools.losses import FusedProbOhemCrossEntropy2d, ProbOhemCrossEntropy2d, ohem_min_kept
+from tools.losses import FusedProbOhemCrossEntropy2d, ProbOhemCrossEntropy2d, class_weights, ohem_min_kept
 
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -99,5 +99,48 @@ def test_fused_ohem_keeps_the_same_hard_pixels_at_training_size():
 
 
 def test_fused_ohem_refuses_what_it_does_not_compute():
-    with pytest.raises(ValueError, match="unweighted mean"):
-        FusedProbOhemCrossEntropy2d(255, use_weight=True)
+    with pytest.raises(ValueError, match="computes the mean"):
+        FusedProbOhemCrossEntropy2d(255, reduction="sum")
+
+
+def _weighted_case():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 5, 16, 24, generator=g) * 2
+    target = torch.randint(0, 5, (2, 16, 24), generator=g)
+    target[torch.rand(2, 16, 24, generator=g) < 0.1] = 255
+    return logits, target
+
+
+@pytest.mark.parametrize("criterion", [ProbOhemCrossEntropy2d, FusedProbOhemCrossEntropy2d])
+def test_class_weights_give_the_weighted_mean_over_the_hard_pixels(criterion):
+    """With weights, the loss is sum(w[t] * nll) / sum(w[t]) over the pixels OHEM keeps -- the pixels chosen
+    without weights, as the unweighted loss chooses them -- for the faithful and the fused criterion alike."""
+    logits, target = _weighted_case()
+    weight = [1.0, 4.0, 0.5, 2.0, 8.0]
+    loss = criterion(255, thresh=0.7, min_kept=100, weight=weight)(logits, target)
+    hard = ProbOhemCrossEntropy2d(255, thresh=0.7, min_kept=100)._hard_pixel_target(logits, target)
+    assert 0 < int(hard.ne(255).sum()) < int(target.ne(255).sum())
+    expected = F.cross_entropy(logits, hard.view_as(target), weight=torch.tensor(weight), ignore_index=255)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=0)
+    unweighted = criterion(255, thresh=0.7, min_kept=100)(logits, target)
+    assert not torch.isclose(loss, unweighted)
+
+
+def test_fused_weighted_gradient_equals_the_faithful_one():
+    logits, target = _weighted_case()
+    weight = [1.0, 4.0, 0.5, 2.0, 8.0]
+    grads = []
+    for criterion in (ProbOhemCrossEntropy2d, FusedProbOhemCrossEntropy2d):
+        x = logits.clone().requires_grad_(True)
+        criterion(255, thresh=0.7, min_kept=100, weight=weight)(x, target).backward()
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-9)
+
+
+def test_enet_class_weights_follow_the_papers_formula():
+    """1 / ln(1.02 + p): a class with half the pixels weighs 1/ln(1.52), an absent one 1/ln(1.02) (the cap)."""
+    weights = class_weights("enet", [50, 30, 20, 0])
+    expected = [1 / math.log(1.02 + p) for p in (0.5, 0.3, 0.2, 0.0)]
+    assert weights == pytest.approx(expected, rel=1e-12)
+    assert class_weights("", [1, 2]) is None and class_weights(None, [1, 2]) is None
+    assert class_weights([1, 2.5], None) == [1.0, 2.5]

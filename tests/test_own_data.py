@@ -68,6 +68,7 @@ def tiny_run(root, output):
     return run(config)
 
 
+@pytest.mark.slow
 def test_images_and_masks_folder_with_jpeg_and_palette_masks_trains(tmp_path):
     root = str(tmp_path / "own")
     masks_folder(root)
@@ -97,6 +98,7 @@ def shape(label, points, kind="polygon"):
     return {"label": label, "points": points, "group_id": None, "shape_type": kind, "flags": {}}
 
 
+@pytest.mark.slow
 def test_labelme_folder_split_by_the_project_trains(tmp_path):
     root = str(tmp_path / "labelme")
     for i in range(4):

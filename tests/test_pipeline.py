@@ -63,7 +63,7 @@ def test_finished_stages_are_reused_and_redo_invalidates_the_rest(tmp_path):
     redone = Pipeline(str(root), str(tmp_path / "data"), redo="search")
     assert "pretrain" in redone.state and "search" not in redone.state
     with pytest.raises(PipelineError, match="stage 'search' has not run yet"):
-        redone.folder("search")
+        redone.output("search")
     with pytest.raises(PipelineError, match="stages: data"):
         Pipeline(str(root), redo="nonsense")
 
@@ -87,7 +87,7 @@ def test_chance_level_and_summary_table(tmp_path):
 
 
 def test_lookup_table_is_made_for_the_gpu_the_search_runs_on(tmp_path, fake_cuda, monkeypatch):
-    """Issue 13 item 1: on a GPU box (CUDA faked) the demo measures its table on the device the search uses,
+    """On a GPU box (CUDA faked) the demo measures its table on the device the search uses,
     so the search accepts it (it refused the CPU table with a TableError)."""
     import tools.pipeline as pipeline_module
     from tools.engine.distributed import resolve_device
@@ -110,7 +110,7 @@ def test_lookup_table_is_made_for_the_gpu_the_search_runs_on(tmp_path, fake_cuda
 
     monkeypatch.setattr(pipeline_module, "run_script", run_script)
     pipeline = Pipeline(str(tmp_path / "runs"), str(tmp_path / "data"))   # device 'auto', as run_demo.py
-    entry = pipeline.stage_lut()
+    entry = pipeline.run_stage("lut")
     search = load_config("search_tiny", pipeline.search_args())
     device = resolve_device(search.device)
     assert device.type == "cuda" and search.lut_path == entry["file"] and "_cuda_" in entry["file"]
@@ -140,7 +140,7 @@ def test_camvid_main_job_wires_the_cpu_presets_and_links_the_data(tmp_path, monk
             return original(relative_path, argv)
         return {"run_dir": "evaluated"} if relative_path == "train/train.py" else None
     monkeypatch.setattr(pipeline_module, "run_script", record)
-    entry = pipeline.stage_data()
+    entry = pipeline.run_stage("data")
     data = tmp_path / "runs" / "data"
     assert entry == {"folder": str(data)} and os.path.islink(str(data / "train"))
     assert open(str(data / "camvid_val.txt")).read() == "val/0016E5_07959.jpg valannot/0016E5_07959.png\n"
@@ -156,22 +156,22 @@ def test_camvid_main_job_wires_the_cpu_presets_and_links_the_data(tmp_path, monk
     assert search.lut_path.endswith("lut_pytorch_cpu_384x480.json") and search.dataset_path == str(data)
     assert 0.0 < chance_miou(teacher) < 0.2
     # the lookup table and the latency report are made for CamVid's 11 classes (the heads' table entries)
-    pipeline.stage_lut()
+    pipeline.run_stage("lut")
     lut_call = calls[-1]
     assert lut_call[0] == "latency/latency_lookup_table.py" and "num_classes=11" in lut_call[1]
     pipeline.state["lut"] = {"file": search.lut_path}
-    os.makedirs(pipeline.folder("search"), exist_ok=True)
+    os.makedirs(pipeline.output("search"), exist_ok=True)
     report = tmp_path / "runs" / "latency_report.json"
     report.write_text("{}")
-    pipeline.stage_latency()
+    pipeline.run_stage("latency")
     assert calls[-1][0] == "latency/run_latency.py" and "num_classes=11" in calls[-1][1]
     # no test split in SegNet's CamVid: the evaluation predicts (and colours) the val images instead of failing
     pipeline.state["student"] = {"folder": str(tmp_path / "runs" / "student")}
-    pipeline.stage_evaluate()
+    pipeline.run_stage("evaluate")
     evaluate = load_config("camvid_train_cpu", calls[-1][1][2:])
     assert evaluate.is_test and evaluate.test_source == str(data / "camvid_val.txt")
     (data / "camvid_test.txt").write_text("val/0016E5_07959.jpg\n")
-    pipeline.stage_evaluate()
+    pipeline.run_stage("evaluate")
     assert load_config("camvid_train_cpu", calls[-1][1][2:]).test_source == str(data / "camvid_test.txt")
 
 
@@ -188,7 +188,7 @@ def test_camvid_missing_data_is_one_sentence(tmp_path):
     pipeline = Pipeline(str(tmp_path / "runs"), str(tmp_path / "nowhere"), data="camvid", device="cpu")
     with pytest.raises(DataFileNotFoundError, match="CamVid not found in .*nowhere.*trainannot/, val/, valannot/ "
                                                     "there"):
-        pipeline.stage_data()
+        pipeline.run_stage("data")
     with pytest.raises(PipelineError, match="--data 'kitti' is unknown"):
         Pipeline(str(tmp_path), data="kitti")
 
@@ -197,11 +197,11 @@ def test_a_saved_lookup_table_makes_the_search_reproducible(tmp_path):
     saved = tmp_path / "lut_saved.json"
     saved.write_text("{}")
     pipeline = Pipeline(str(tmp_path / "runs"), str(tmp_path / "data"), device="cpu", lut=str(saved))
-    assert pipeline.stage_lut() == {"file": str(saved), "saved": True}
+    assert pipeline.run_stage("lut") == {"file": str(saved), "saved": True}
     assert load_config("search_tiny", pipeline.search_args()).lut_path == str(saved)
     missing = Pipeline(str(tmp_path / "runs"), str(tmp_path / "data"), device="cpu", lut=str(tmp_path / "no.json"))
     with pytest.raises(PipelineError, match="--lut .*no.json does not exist"):
-        missing.stage_lut()
+        missing.run_stage("lut")
     summary = {"rows": [], "chance_mIoU": 0.01, "folders": {}, "predictions": "p", "tensorboard": "t",
                "seconds": {}, "lut": {"file": "runs/demo/lut.json", "saved": False}}
     assert "add --lut runs/demo/lut.json to repeat this search exactly" in format_summary(summary)
@@ -261,14 +261,14 @@ def test_redo_lut_measures_the_table_anew_and_never_touches_a_saved_one(tmp_path
     table = Pipeline(str(root), str(tmp_path / "data"), device="cpu").lut_file()
     with open(table, "w") as handle:
         handle.write("{}")
-    Pipeline(str(root), str(tmp_path / "data"), device="cpu").stage_lut()          # resumes the partial table
+    Pipeline(str(root), str(tmp_path / "data"), device="cpu").run_stage("lut")      # resumes the partial table
     redo = Pipeline(str(root), str(tmp_path / "data"), device="cpu", redo="lut")
-    redo.stage_lut()
+    redo.run_stage("lut")
     assert seen == [True, False] and len(calls) == 2
     assert not Pipeline(str(root), str(tmp_path / "data"), device="cpu", redo="search").measure_lut_anew
     saved = tmp_path / "lut_saved.json"
     saved.write_text("{}")
-    Pipeline(str(root), str(tmp_path / "data"), device="cpu", redo="data", lut=str(saved)).stage_lut()
+    Pipeline(str(root), str(tmp_path / "data"), device="cpu", redo="data", lut=str(saved)).run_stage("lut")
     assert saved.read_text() == "{}" and len(calls) == 2
 
 
@@ -281,13 +281,13 @@ def test_export_stage_writes_the_students_deployment_folder(tmp_path, monkeypatc
     calls = record_scripts(monkeypatch, lambda path, argv: meta)
     pipeline = Pipeline(str(root), str(tmp_path / "data"), data="camvid", device="cpu")
     pipeline.state["student"] = {"folder": str(root / "train-student")}
-    entry = pipeline.stage_export()
+    entry = pipeline.run_stage("export")
     deploy = str(root / "deploy")
     assert calls == [("latency/export_onnx.py", [str(root / "train-student"), "--out", deploy, "--size", "384",
                                                  "480", "--int8", "--calib-images", "32"])]
     demo = Pipeline(str(tmp_path / "demo"), str(tmp_path / "data"), device="cpu")
     demo.state["student"] = {"folder": "s"}
-    demo.stage_export()
+    demo.run_stage("export")
     assert calls[-1][1][3:6] == ["--size", "128", "256"]     # what the demo reads val at, not Cityscapes' 1024
     assert entry == {"file": os.path.join(deploy, "meta.json"),
                      "models": {"fp32": {"file": os.path.join(deploy, "model.onnx"), "val_mIoU": 0.31},

@@ -5,6 +5,8 @@ import shlex
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import REPO_ROOT
 
 
@@ -28,6 +30,7 @@ def test_every_python_script_in_readme_exists():
     assert scripts and all(os.path.isfile(os.path.join(REPO_ROOT, script)) for script in scripts)
 
 
+@pytest.mark.slow
 def test_published_description_command_runs(tmp_path):
     command = next(c for c in _readme_commands() if c.startswith("python latency/run_latency.py"))
     argv = shlex.split(command)

@@ -204,6 +204,7 @@ def write_old_search_checkpoint(folder):
                os.path.join(folder, "checkpoint.pt"))
 
 
+@pytest.mark.slow
 def test_resume_gives_the_uninterrupted_result(demo_root, tmp_path, monkeypatch):
     """Search from scratch (pretrain=False), 2 epochs of 1 step: uninterrupted vs killed in epoch 2 (in its
     training, or in its validation; a checkpoint of the layout before the shared run) + resume; the folder lock
@@ -314,7 +315,7 @@ def test_bad_settings_are_one_sentence(demo_root, tmp_path, override, error, mes
 
 
 def test_latency_is_timed_on_the_search_device_not_cuda_0(fake_cuda, monkeypatch, tmp_path):
-    """Issue 13 item 8: with device cuda:1, table misses and backend FPS are timed on cuda:1 (CUDA faked)."""
+    """With device cuda:1, table misses and backend FPS are timed on cuda:1 (CUDA faked)."""
     from types import SimpleNamespace
 
     import tools.latency.table as table_module

@@ -17,6 +17,7 @@ from tests.helpers import REPO_ROOT as REPO
 from tests.reliability_helpers import dead_pid
 from tools.config import ConfigError, load_config
 from tools.data.errors import DataError
+from tools.engine.recipe import ScheduleError
 from tools.engine.run import RunFolderError, RunLock, RunLockedError
 from tools.engine.weights import WeightsMismatchError, clean_state_dict
 from tools.models.archfile import ArchFileError
@@ -154,6 +155,7 @@ def test_test_mode_output_scores_as_eval_mode_under_the_official_evaluator(works
     assert official == pytest.approx(summary["val_mIoU"]["student"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_is_test_training_writes_periodic_predictions_named_as_the_original(workspace):
     summary = run(config(workspace, "mode='teacher'", "is_test=True", "niters_per_epoch=1", "test_start_epoch=1",
                          "test_interval=1", output="periodic"))
@@ -161,6 +163,7 @@ def test_is_test_training_writes_periodic_predictions_named_as_the_original(work
     assert summary["val_mIoU"] is None                        # the original does not validate when is_test
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_reproduces_the_uninterrupted_weights(workspace, monkeypatch):
     settings = ("mode='teacher'", "nepochs=2", "val_interval=5")
     whole = run(config(workspace, *settings, output="whole"))
@@ -209,6 +212,7 @@ def test_a_checkpoint_of_the_layout_before_resumes_with_the_same_weights(workspa
     assert [(h["lr"], h["loss"]) for h in resumed["history"]] == [(h["lr"], h["loss"]) for h in whole["history"]]
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_train_the_teacher(workspace):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                os.path.join(REPO, "train", "train.py"), "--config", "train_tiny", "mode='teacher'",
@@ -225,6 +229,7 @@ def test_torchrun_two_processes_train_the_teacher(workspace):
     assert os.path.isfile(workspace / "ddp" / folders[0] / "weights0.pt")
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_saves_and_names_the_iteration(workspace):
     with pytest.raises(NonFiniteLossError, match=r"at iteration 1; the weights from before this step were saved "
                                                  r"to .*nonfinite_iter1\.pt"):
@@ -253,8 +258,10 @@ def test_teacher_with_the_wrong_architecture_is_refused(workspace, student_run, 
         run(config(workspace, "mode='student'", f"teacher_path='{tmp_path}'", output="bad"))
 
 
+@pytest.mark.slow
 def test_student_alone_trains_without_a_teacher(workspace, monkeypatch):
-    """arch_idx=[1] (as the original's train.py allows): the student alone, no teacher built, no distillation."""
+    """arch_idx=[1] (as the original's train.py allows): the student alone, no teacher built, no distillation;
+    with class_weight='enet' (weights from the training labels, logged)."""
     losses, kls = [], []
     original_step = Trainer.train_step
 
@@ -266,7 +273,7 @@ def test_student_alone_trains_without_a_teacher(workspace, monkeypatch):
 
     monkeypatch.setattr(Trainer, "train_step", spy)
     summary = run(config(workspace, "mode='student'", "arch_idx=[1]", "nepochs=2", "niters_per_epoch=4",
-                         "val_interval=5", output="alone"))
+                         "val_interval=5", "class_weight='enet'", output="alone"))
     folder = summary["run_dir"]
     assert os.path.isfile(os.path.join(folder, "weights1.pt")) and not os.path.exists(
         os.path.join(folder, "weights0.pt"))
@@ -276,6 +283,7 @@ def test_student_alone_trains_without_a_teacher(workspace, monkeypatch):
     assert np.mean(losses[-2:]) < np.mean(losses[:2])
     log = open(os.path.join(folder, "log.txt")).read()
     assert "teacher" not in log.split("args = ")[-1].split("\n", 1)[1]
+    assert "class weights (class_weight='enet'): " in log        # from the training labels, before the first step
 
 
 def first_step_weights(monkeypatch, run_config):
@@ -319,13 +327,14 @@ def test_init_path_starts_the_trained_network_from_given_weights(workspace, teac
 
 
 def test_init_path_that_is_missing_or_for_another_network_is_one_sentence(workspace, teacher_run, tmp_path):
-    with pytest.raises(CheckpointError, match=f"checkpoint {tmp_path}/weights0.pt does not exist"):
+    with pytest.raises(CheckpointError, match=f"weights file {tmp_path}/weights0.pt does not exist"):
         run(config(workspace, "mode='teacher'", f"init_path='{tmp_path}'", output="bad"))
     student_as_teacher = os.path.join(teacher_run["run_dir"], "weights0.pt")
     with pytest.raises(WeightsMismatchError, match="does not fit the network built from the arch file"):
         run(config(workspace, "mode='student'", "arch_idx=[1]", f"init_path='{student_as_teacher}'", output="bad"))
 
 
+@pytest.mark.slow
 def test_poly_schedule_sets_the_lr_of_every_iteration(workspace, monkeypatch):
     seen = []
     original_step = Trainer.train_step
@@ -338,9 +347,9 @@ def test_poly_schedule_sets_the_lr_of_every_iteration(workspace, monkeypatch):
     run(config(workspace, "mode='student'", "arch_idx=[1]", "nepochs=2", "niters_per_epoch=2", "lr=0.1",
                "lr_schedule='poly'", "warmup_iters=1", "val_interval=5", output="poly"))
     assert seen == pytest.approx([0.1, 0.1, 0.1 * (2 / 3) ** 0.9, 0.1 * (1 / 3) ** 0.9])
-    with pytest.raises(TrainSetupError, match="warmup_iters"):
+    with pytest.raises(ScheduleError, match="warmup_iters"):
         run(config(workspace, "mode='teacher'", "warmup_iters=5", output="poly"))
-    with pytest.raises(TrainSetupError, match="lr_schedule"):
+    with pytest.raises(ScheduleError, match="lr_schedule"):
         run(config(workspace, "mode='teacher'", "lr_schedule='step'", output="poly"))
 
 
@@ -357,6 +366,7 @@ def test_a_corrupt_eval_image_is_refused_before_the_first_step(workspace, tmp_pa
     assert steps == [] and not os.path.exists(workspace / "corrupt")           # no step, no run folder
 
 
+@pytest.mark.slow
 def test_a_failing_validation_keeps_the_epoch_and_the_resumed_run_validates_first(workspace, monkeypatch):
     from tools.train.evaluation import Evaluation
     original = Evaluation.validate
@@ -380,6 +390,7 @@ def test_a_failing_validation_keeps_the_epoch_and_the_resumed_run_validates_firs
     assert sorted(n for n in os.listdir(folder) if n.isupper()) == ["DONE"]
 
 
+@pytest.mark.slow
 def test_resume_is_refused_while_in_use_or_with_other_settings_and_cleans_up_after_a_kill(workspace, monkeypatch):
     settings = ("mode='teacher'", "val_interval=5", "niters_per_epoch=1")
     with pytest.raises(RunFolderError, match="holds no unfinished run named train-64x128_teacher_batch2-"):

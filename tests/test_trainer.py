@@ -2,12 +2,14 @@
 scheduler mechanism for every schedule); distillation only with a teacher; the teacher never changes; AMP; a
 non-finite loss stops and saves."""
 
+import math
+
 import pytest
 import torch
 from easydict import EasyDict
 
 from tests.train_helpers import StandIn, fixed_batch
-from tools.engine.recipe import build_criterion, build_lr_scheduler, iteration_lr, seek
+from tools.engine.recipe import build_criterion, build_lr_scheduler, find_schedule
 from tools.losses import ProbOhemCrossEntropy2d
 from tools.train.distill import DistillationLoss
 from tools.train.trainer import NonFiniteLossError, Trainer, build_optimizer, segmentation_loss
@@ -30,6 +32,17 @@ def test_criterion_is_the_original_ohem_with_train_py_min_kept():
     assert (criterion.thresh, criterion.min_kept, criterion.ignore_label) == (0.7, 12 * 512 * 1024 // 16, 255)
 
 
+def test_class_weights_are_off_by_default_and_enet_weighs_rare_classes_up():
+    """class_weight (a key of ours): '' keeps the original's unweighted loss; 'enet' derives 1/ln(1.02 + p) from
+    the training labels' pixels per class, so the rarest class weighs most."""
+    assert build_criterion(EasyDict(CONFIG, num_classes=3), batch_size=2, class_pixels=[10, 80, 10]).criterion \
+        .weight is None
+    weighted = build_criterion(EasyDict(CONFIG, num_classes=3, class_weight="enet"), batch_size=2, fused=True,
+                               class_pixels=[5, 90, 5])
+    weight = weighted.criterion.weight.tolist()
+    assert weight == pytest.approx([1 / math.log(1.07), 1 / math.log(1.92), 1 / math.log(1.07)], rel=1e-6)
+
+
 def test_loss_is_ohem8_plus_0_2_times_aux_losses():
     outputs = tuple(torch.randn(2, 4, 16, 16) for _ in range(3))
     target = torch.randint(0, 4, (2, 16, 16))
@@ -46,7 +59,8 @@ def test_optimizer_is_sgd_with_the_original_settings_and_lr_decays_by_0_992():
     group = optimizer.param_groups[0]
     assert isinstance(optimizer, torch.optim.SGD)
     assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.01, 0.9, 5e-4)
-    scheduler = build_lr_scheduler(optimizer, EasyDict(CONFIG, lr_decay=0.992))
+    scheduler = build_lr_scheduler(optimizer, EasyDict(CONFIG, lr_decay=0.992, nepochs=3))
+    assert scheduler.unit == "epoch"                 # the run steps it after every epoch
     expected = 0.01
     for _ in range(3):
         optimizer.step()
@@ -56,19 +70,21 @@ def test_optimizer_is_sgd_with_the_original_settings_and_lr_decays_by_0_992():
     assert group["lr"] == pytest.approx(0.01 * 0.992 ** 3, rel=1e-12)
 
 
-def test_per_iteration_schedules_give_iteration_lr_and_resume_at_any_epoch():
+def test_per_iteration_schedules_give_their_rows_rate_and_resume_at_any_epoch():
     config = EasyDict(CONFIG, lr=0.1, nepochs=3, niters_per_epoch=4, warmup_iters=2)
     for schedule in ("poly", "cosine"):
         optimizer = build_optimizer(StandIn(), config)
         scheduler = build_lr_scheduler(optimizer, EasyDict(config, lr_schedule=schedule))
+        assert scheduler.unit == "iteration"
         seen = []
         for _ in range(12):
             seen.append(optimizer.param_groups[0]["lr"])
             optimizer.step()
             scheduler.step()
-        assert seen == [iteration_lr(0.1, schedule, it, 12, warmup_iters=2) for it in range(12)]   # exactly
+        rate = find_schedule(schedule).rate
+        assert seen == [rate(0.1, it, 12, {"warmup_iters": 2}) for it in range(12)]   # exactly
         later = build_optimizer(StandIn(), config)        # an old checkpoint without a schedule, after epoch 2
-        seek(build_lr_scheduler(later, EasyDict(config, lr_schedule=schedule)), 2, 4)
+        build_lr_scheduler(later, EasyDict(config, lr_schedule=schedule)).seek(2, 4)
         assert later.param_groups[0]["lr"] == seen[8]
 
 
@@ -152,11 +168,12 @@ def test_nonfinite_loss_stops_saves_the_weights_before_the_step_and_names_the_it
     assert all(torch.equal(p, before[k]) or torch.isnan(p).any() for k, p in model.named_parameters())  # no step
 
 
-def test_iteration_lr_warms_up_then_decays():
-    lrs = [iteration_lr(0.1, "poly", it, 10, warmup_iters=2) for it in range(10)]
-    assert lrs[:3] == pytest.approx([0.05, 0.1, 0.1])
-    assert all(a > b for a, b in zip(lrs[2:], lrs[3:])) and lrs[-1] == pytest.approx(0.1 * (1 / 8) ** 0.9)
-    assert iteration_lr(0.1, "cosine", 5, 10) == pytest.approx(0.05)
-    assert iteration_lr(0.1, "cosine", 10, 10) == pytest.approx(0.0, abs=1e-12)
-    with pytest.raises(ValueError, match="lr_schedule"):
-        iteration_lr(0.1, "exponential", 0, 10)
+def test_train_epoch_calls_after_step_once_per_optimizer_step():
+    """The run's hook for the per-iteration schedules: called after each step, never before the first."""
+    trainer = make_trainer()
+    steps, calls = [], []
+    original = trainer.optimizer.step
+    trainer.optimizer.step = lambda *args, **kwargs: steps.append(len(calls)) or original(*args, **kwargs)
+    trainer.train_epoch([fixed_batch(seed=s) for s in range(3)], epoch=0, niters=3,
+                        after_step=lambda: calls.append(len(steps)))
+    assert steps == [0, 1, 2] and calls == [1, 2, 3]

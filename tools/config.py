@@ -19,10 +19,12 @@ import re
 
 from easydict import EasyDict
 
+from tools.utils.errors import UserError
+
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or an override that cannot be used; the message says which and what to do."""
 
 
@@ -94,7 +96,7 @@ KEY_KINDS = {
     "eval_crop_size": ("int", "none"), "latency_weight": ("numbers",), "arch_idx": ("ints",),
     "branch": ("int", "ints"), "stem_head_width": ("pairs",), "save": ("str",), "down_sampling": ("int", "ints"),
     "grad_clip": ("number",), "arch_weight_decay": ("number",), "flops_input": ("ints",),
-    "lut_fch_cells": ("ints",), "lut_fch_heads": ("ints",),
+    "lut_fch_cells": ("ints",), "lut_fch_heads": ("ints",), "class_weight": ("str", "numbers"),
 }
 KIND_WORDS = {"bool": "True or False", "int": "an integer", "number": "a number", "str": "a string",
               "none": "None", "numbers": "a list of numbers", "ints": "a list of integers",
@@ -239,6 +241,7 @@ RANGES = {
     "weight_decay": (_non_negative, "0 or more (the original: 5e-4)"),
     "arch_weight_decay": (_non_negative, "0 or more"),
     "lr_decay": (_positive, "a positive factor per epoch (the original: 0.992 / 0.978)"),
+    "warmup_iters": (_non_negative, "0 or more iterations (0: no warm-up)"),
     "batch_size": (_at_least_one, "at least 1"),
     "nepochs": (_at_least_one, "at least 1"),
     "niters_per_epoch": (_at_least_one, "at least 1"),
@@ -267,6 +270,8 @@ RANGES = {
     "lut_budget_s": (_positive, "a positive number of seconds"),
     "lut_calib_s": (_positive, "a positive number of seconds"),
     "fast": (lambda value: value in ("auto", True, False), "'auto', True or False"),
+    "class_weight": (lambda value: value in ("", "enet") or (not isinstance(value, str) and _all(_positive)(value)),
+                     "'' (off, the original), 'enet', or a list of positive weights, one per class"),
 }
 # (height key, width key, what): sizes fed to the network, which down-samples by 32
 SIZE_KEYS = (("image_height", "image_width", "training crop size"),
@@ -285,6 +290,10 @@ def check_ranges(config):
             ok = False
         if not ok:
             raise ConfigError(f"{key}={value!r} must be {wanted}.")
+    weights, classes = config.get("class_weight"), config.get("num_classes")
+    if isinstance(weights, (list, tuple)) and classes is not None and len(weights) != classes:
+        raise ConfigError(f"class_weight holds {len(weights)} weights but num_classes={classes}; give one weight per "
+                          f"class, or class_weight='enet'.")
     down = config.get("down_sampling")
     if down is not None and not (down >= 1 if _is_number(down) else _all(_at_least_one)(down)):
         raise ConfigError(f"down_sampling={down!r} must be an integer of at least 1 (or a (height, width) pair).")
@@ -365,7 +374,9 @@ def follow_dataset(config, explicit):
     """
     layout = load_fragment(config.dataset).C
     if layout.get("dataset") != config.dataset:
-        raise ConfigError(f"dataset must be one of the layouts cityscapes, camvid, custom, got {config.dataset!r}.")
+        from tools.data.prepare import dataset_layouts
+        raise ConfigError(f"dataset must be one of the layouts {', '.join(dataset_layouts())}, got "
+                          f"{config.dataset!r}.")
     from tools.data.prepare import HOLD_OUT_PATTERN
     hold_out = config.get("hold_out") or ""
     if hold_out and not re.fullmatch(HOLD_OUT_PATTERN, str(hold_out)):

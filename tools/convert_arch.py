@@ -16,6 +16,7 @@ import argparse  # noqa: E402
 import glob  # noqa: E402
 
 from tools.models.archfile import convert_arch  # noqa: E402
+from tools.utils.cli import run_script  # noqa: E402
 
 
 def conversions(src, dst):
@@ -39,4 +40,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -13,6 +13,7 @@ and a second log-softmax inside the cross-entropy: the fast path of CPU training
 """
 import logging
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -28,20 +29,45 @@ def ohem_min_kept(batch_size, image_height, image_width, gt_down_sampling=1):
     return int(batch_size * image_height * image_width // (16 * gt_down_sampling ** 2))
 
 
+ENET_C = 1.02
+
+
+def class_weights(kind, class_pixels):
+    """The weight of each class for the ``class_weight`` key (a key of ours; '' in every faithful preset).
+
+    ``'enet'``: ``1 / ln(1.02 + p_c)`` with ``p_c`` the share of class ``c`` among the labelled training pixels
+    (ENet, Paszke et al. 2016, section 4: rare classes such as Pole and SignSymbol weigh ~30x, Road and Sky
+    ~3x); a list: those weights; ``''``/None: None (unweighted, the original). ``class_pixels``: the pixels of
+    each class in the training labels (tools/data/datasets.py ``scan_labels``)."""
+    if not kind:
+        return None
+    if kind == "enet":
+        pixels = np.asarray(class_pixels, dtype=np.float64)
+        share = pixels / max(pixels.sum(), 1.0)
+        return [float(w) for w in 1.0 / np.log(ENET_C + share)]
+    return [float(w) for w in kind]
+
+
 class ProbOhemCrossEntropy2d(nn.Module):
     """Cross-entropy over the hard pixels only (see the module docstring); ``ignore_label`` pixels never count.
 
     ``down_ratio`` is accepted and unused, as in the original. ``use_weight`` applies the original's fixed
-    Cityscapes class weights (a buffer of the inner ``criterion``, so ``.to(device)`` moves it).
+    Cityscapes class weights, ``weight`` (one per class) any others: a weighted mean over the hard pixels, as
+    ``nn.CrossEntropyLoss(weight=...)`` (a buffer of the inner ``criterion``, so ``.to(device)`` moves it). The
+    hard pixels are chosen without weights, as in the original.
     """
 
-    def __init__(self, ignore_label, reduction='mean', thresh=0.6, min_kept=256, down_ratio=1, use_weight=False):
+    def __init__(self, ignore_label, reduction='mean', thresh=0.6, min_kept=256, down_ratio=1, use_weight=False,
+                 weight=None):
         super().__init__()
         self.ignore_label = ignore_label
         self.thresh = float(thresh)
         self.min_kept = int(min_kept)
         self.down_ratio = down_ratio
-        weight = torch.tensor(CITYSCAPES_CLASS_WEIGHT) if use_weight else None
+        if use_weight and weight is not None:
+            raise ValueError("give use_weight (the Cityscapes weights) or weight, not both.")
+        weight = torch.tensor(CITYSCAPES_CLASS_WEIGHT) if use_weight else weight
+        weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float32)
         self.criterion = nn.CrossEntropyLoss(reduction=reduction, weight=weight, ignore_index=ignore_label)
 
     def _hard_pixel_target(self, pred, target):
@@ -74,14 +100,15 @@ class ProbOhemCrossEntropy2d(nn.Module):
 class FusedProbOhemCrossEntropy2d(ProbOhemCrossEntropy2d):
     """:class:`ProbOhemCrossEntropy2d` from one ``log_softmax`` pass: the same hard pixels (the true-class
     probability ``exp(log p)`` against the same threshold rule) and the same mean cross-entropy over them,
-    within float rounding; the gradient comes through ``log_softmax`` alone. Class weights are not supported
-    (the original trains without them)."""
+    within float rounding; the gradient comes through ``log_softmax`` alone. Class weights give the same
+    weighted mean as the parent's."""
 
-    def __init__(self, ignore_label, reduction='mean', thresh=0.6, min_kept=256, down_ratio=1, use_weight=False):
-        if use_weight or reduction != 'mean':
-            raise ValueError("the fused OHEM loss computes the unweighted mean; use ProbOhemCrossEntropy2d for "
-                             "class weights or another reduction.")
-        super().__init__(ignore_label, reduction, thresh, min_kept, down_ratio, use_weight)
+    def __init__(self, ignore_label, reduction='mean', thresh=0.6, min_kept=256, down_ratio=1, use_weight=False,
+                 weight=None):
+        if reduction != 'mean':
+            raise ValueError("the fused OHEM loss computes the mean; use ProbOhemCrossEntropy2d for another "
+                             "reduction.")
+        super().__init__(ignore_label, reduction, thresh, min_kept, down_ratio, use_weight, weight)
 
     def _kept(self, logp_true, valid):
         """The hard pixels among ``valid`` (flat bool), from the true-class log-probabilities (flat)."""
@@ -102,4 +129,8 @@ class FusedProbOhemCrossEntropy2d(ProbOhemCrossEntropy2d):
         valid = target.ne(self.ignore_label)
         logp_true = logp.gather(1, target * valid.long()).reshape(-1)
         kept = self._kept(logp_true, valid.reshape(-1))
+        weight = self.criterion.weight
+        if weight is None:
+            return -(logp_true * kept).sum() / kept.sum()
+        kept = weight.to(logp_true.dtype)[(target * valid.long()).reshape(-1)] * kept
         return -(logp_true * kept).sum() / kept.sum()

@@ -5,6 +5,12 @@ runs on: the GPU on a GPU box, else the CPU) → pretrain the supernet →
 search → train the teacher → train the student → evaluate both on val and write test predictions → measure
 latency → export the student for deployment (ONNX fp32 and int8, each evaluated on val) → a summary table.
 
+The stages are data: :data:`STAGE_TABLE` (after the stages' functions below) is the one ordered table of them, one
+:class:`Stage` row each (its name, the function it runs, the earlier stages whose outputs it reads, how its
+recorded output is recognised as finished, and what it adds to the summary). The ``--redo`` choices, the run
+loop, stage reuse, :meth:`Pipeline.summary` and :func:`format_summary` all read it; adding a stage = one row
+there plus its functions.
+
 Each stage calls the same script entry point a user would run (``main(argv)`` of ``dataset/…``,
 ``latency/…``, ``search/…``, ``train/…``), with the presets of the chosen data (:data:`PROFILES`: the demo's
 ``configs/search_tiny.py`` / ``configs/train_tiny.py``, CamVid's ``camvid_search_cpu`` / ``camvid_train_cpu``)
@@ -21,19 +27,24 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
+from tools.utils.errors import UserError
 from tools.config import load_config
+from tools.utils import cli
 from tools.utils.fileio import atomic_write
 from tools.data.prepare import link_camvid
 from tools.engine.run import (CHECKPOINT_NAME, RunFolderError, find_resume_dir, is_done, latest_run,
                               resume_changes, saved_config)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STAGES = ("data", "lut", "pretrain", "search", "teacher", "student", "evaluate", "latency", "export")
 STATE_NAME = "pipeline.json"
-SEARCH_STAGES = ("lut", "pretrain", "search")
+# the parts of the printed summary a stage's ``report`` adds lines to: below the title (the networks' table, the
+# deployment), below the stage folders ("where things are"), and the notes after those
+SUMMARY_SECTIONS = ("results", "where", "notes")
 
 
 class DataProfile:
@@ -71,7 +82,7 @@ PROFILES = {
 }
 
 
-class PipelineError(RuntimeError):
+class PipelineError(UserError, RuntimeError):
     """A stage that did not produce what the next one needs; the message names the stage and its folder."""
 
 
@@ -92,6 +103,72 @@ def run_script(relative_path, argv):
     return load_script(relative_path).main(argv)
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the main job: a row of :data:`STAGE_TABLE`.
+
+    ``name``: its name on the command line (``--redo``), in ``pipeline.json`` and in the summary.
+    ``run``: ``run(pipeline, inputs)`` runs the stage and returns its entry of ``pipeline.json``, a dict that names
+    its output as ``"folder"`` (a run folder) or ``"file"``, plus what its summary reads; ``inputs`` maps each
+    stage named in ``inputs`` to that stage's output (folder or file).
+    ``inputs``: the earlier stages whose outputs ``run`` reads. A stage this invocation skips (the search stages
+    with ``--arch published``) is left out of ``inputs``.
+    ``reuse``: ``reuse(pipeline, entry)``: whether the entry an earlier invocation recorded still stands for a
+    finished output, so the stage is not run again.
+    ``summarize``: ``summarize(pipeline, done)``: the keys the stage adds to :meth:`Pipeline.summary`; ``done``
+    holds the entries of the stages this invocation ran or reused. Called for every row, so a stage this
+    invocation skips still gives its keys (with empty values).
+    ``report``: ``report(summary)``: its lines of the printed summary (:func:`format_summary`), as
+    ``{section: [lines]}`` with sections from :data:`SUMMARY_SECTIONS`.
+    ``search_only``: the stage runs only when the architectures are searched (not with ``--arch published``).
+    """
+    name: str
+    run: Callable
+    inputs: tuple
+    reuse: Callable
+    summarize: Callable
+    report: Callable
+    search_only: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"stage {self.name!r}: the name must be one word (it is a --redo choice)")
+        if not isinstance(self.inputs, tuple) or not all(isinstance(name, str) for name in self.inputs):
+            raise ValueError(f"stage {self.name!r}: inputs must be a tuple of stage names, not {self.inputs!r}")
+        for field in ("run", "reuse", "summarize", "report"):
+            if not callable(getattr(self, field)):
+                raise ValueError(f"stage {self.name!r}: {field} must be a function")
+        if not isinstance(self.search_only, bool):
+            raise ValueError(f"stage {self.name!r}: search_only must be True or False")
+
+
+def check_stage_table(table):
+    """Refuse a table whose stage names repeat or whose declared inputs are not earlier stages (a stage reads
+    only what ran before it)."""
+    earlier = []
+    for stage in table:
+        if not isinstance(stage, Stage):
+            raise ValueError(f"{stage!r} is not a Stage")
+        if stage.name in earlier:
+            raise ValueError(f"stage {stage.name!r} appears twice in the table")
+        later = [name for name in stage.inputs if name not in earlier]
+        if later:
+            raise ValueError(f"stage {stage.name!r} reads {', '.join(later)}, which is not a stage before it")
+        earlier.append(stage.name)
+
+
+def stage_names():
+    """The stages' names in their order (read when called, so a patched table is followed)."""
+    return tuple(stage.name for stage in STAGE_TABLE)
+
+
+def find_stage(name):
+    for stage in STAGE_TABLE:
+        if stage.name == name:
+            return stage
+    raise PipelineError(f"{name!r} is not a stage; stages: {', '.join(stage_names())}.")
+
+
 class Pipeline:
     """The demo work flow in ``root``: stage arguments, reuse of finished stages, and the final summary."""
 
@@ -101,6 +178,7 @@ class Pipeline:
             raise PipelineError(f"--data {data!r} is unknown; use one of {', '.join(PROFILES)}.")
         if arch not in ("search", "published"):
             raise PipelineError(f"--arch {arch!r} is unknown; use 'search' or 'published'.")
+        check_stage_table(STAGE_TABLE)
         self.profile = PROFILES[data]
         self.arch = arch
         self.root = root
@@ -113,13 +191,16 @@ class Pipeline:
         self.overrides = list(overrides)
         self.state_path = os.path.join(root, STATE_NAME)
         self.state = self._load_state()
+        names = stage_names()
+        redone = ()
         if redo is not None:
-            if redo not in STAGES:
-                raise PipelineError(f"--redo {redo!r} is not a stage; stages: {', '.join(STAGES)}.")
-            for stage in STAGES[STAGES.index(redo):]:
+            if redo not in names:
+                raise PipelineError(f"--redo {redo!r} is not a stage; stages: {', '.join(names)}.")
+            redone = names[names.index(redo):]
+            for stage in redone:
                 self.state.pop(stage, None)
         # --redo lut (or data) measures the table anew; a saved table (--lut) is never touched
-        self.measure_lut_anew = redo is not None and STAGES.index(redo) <= STAGES.index("lut") and not self.lut
+        self.measure_lut_anew = "lut" in redone and not self.lut
 
     def _load_state(self):
         if not os.path.isfile(self.state_path):
@@ -135,7 +216,7 @@ class Pipeline:
     @property
     def stages(self):
         """The stages this invocation runs: without the search stages for the published architectures."""
-        return tuple(s for s in STAGES if self.arch == "search" or s not in SEARCH_STAGES)
+        return tuple(stage.name for stage in STAGE_TABLE if self.arch == "search" or not stage.search_only)
 
     def data_args(self):
         return [f"dataset_path='{self.dataset_path}'", f"output_root='{self.root}'", f"device='{self.device}'"]
@@ -150,11 +231,16 @@ class Pipeline:
         return os.path.join(self.root, f"lut_{config.latency_backend}_{kind}_{config.latency_height}x"
                                        f"{config.latency_width}.json")
 
-    def search_args(self):
-        return self.data_args() + [f"lut_path='{self.lut_file()}'"] + self.overrides_for(self.profile.search_preset)
+    def search_args(self, lut_path=None):
+        """The search preset's arguments; ``lut_path``: the lut stage's table (by default the one it writes)."""
+        lut_path = self.lut_file() if lut_path is None else lut_path
+        return self.data_args() + [f"lut_path='{lut_path}'"] + self.overrides_for(self.profile.search_preset)
 
-    def train_args(self, mode):
-        load_path = self.folder("search") if self.arch == "search" else ""   # '': the published FasterSeg
+    def train_args(self, mode, load_path=None):
+        """The train preset's arguments for ``mode``; ``load_path``: the search stage's folder, '' for the
+        published FasterSeg (by default the recorded search, '' when this invocation skips it)."""
+        if load_path is None:
+            load_path = self.inputs(("search",)).get("search", "")
         return self.data_args() + self.supernet_args() + [f"mode='{mode}'", f"load_path='{load_path}'"] + \
             self.profile.train_overrides + self.profile.mode_overrides.get(mode, []) + \
             self.overrides_for(self.profile.train_preset)
@@ -170,69 +256,23 @@ class Pipeline:
         keys = load_config(preset, self.data_args()).keys()
         return [item for item in self.overrides if item.split("=", 1)[0].split(".")[0] in keys]
 
-    def folder(self, stage):
+    def output(self, stage):
+        """What ``stage`` produced (its run folder or file), as recorded."""
         entry = self.state.get(stage)
-        if not entry or not entry.get("folder"):
+        where = entry and (entry.get("folder") or entry.get("file"))
+        if not where:
             raise PipelineError(f"stage '{stage}' has not run yet; run the pipeline from that stage.")
-        return entry["folder"]
+        return where
 
-    # -- stages ---------------------------------------------------------------------------------------------
-    def stage_data(self):
-        if self.profile.name == "demo":
-            run_script("dataset/make_demo_dataset.py", ["--root", self.data_root, "--prepare"])
-            return {"folder": self.data_root}
-        link_camvid(self.data_root, self.dataset_path)
-        run_script("dataset/create_mapping_lists.py", ["--root", self.dataset_path, "--layout", "camvid"])
-        return {"folder": self.dataset_path}
+    def inputs(self, names):
+        """The outputs of the stages ``names`` that this invocation runs, by name (a skipped stage is left out)."""
+        stages = self.stages
+        return {name: self.output(name) for name in names if name in stages}
 
-    def stage_lut(self):
-        config = self.search_config()
-        path = self.lut_file()
-        if self.lut:
-            if not os.path.isfile(path):
-                raise PipelineError(f"--lut {path} does not exist; give the lut_*.json of an earlier run "
-                                    f"(e.g. {os.path.join(self.profile.root, 'lut_pytorch_cpu_…json')}).")
-            print(f"using the saved lookup table {path}", flush=True)
-            return {"file": path, "saved": True}
-        if self.measure_lut_anew and os.path.isfile(path):
-            # the script only adds missing entries: a table of an earlier invocation would be kept as it is
-            os.remove(path)
-            print(f"--redo: removed the earlier lookup table {path}; measuring it anew", flush=True)
-            self.measure_lut_anew = False
-        run_script("latency/latency_lookup_table.py", [
-            f"image_height={config.latency_height}", f"image_width={config.latency_width}",
-            f"device='{self.device}'",   # the search refuses a table made on another device
-            f"latency_backend='{config.latency_backend}'", f"lut_path='{path}'", f"layers={config.layers}",
-            f"Fch={config.Fch}", f"width_mult_list={list(config.width_mult_list)}",
-            f"num_classes={config.num_classes}",    # the heads' entries: the search reads them for its classes
-            f"lut_fch_cells=[{config.Fch}]", f"lut_fch_heads=[{config.Fch}]",
-            f"lut_budget_s={config.lut_budget_s}", f"lut_calib_s={config.lut_calib_s}"]
-            + self.profile.lut_overrides)
-        return {"file": path}
-
-    def stage_pretrain(self):
-        args = self.search_args() + ["pretrain=True"]
-        args += self.resume_args("search", self.profile.search_preset, args)
-        run_script("search/train_search.py", ["--config", self.profile.search_preset] + args)
-        return {"folder": self._finished("search", load_config(self.profile.search_preset, args).save, "pretrain")}
-
-    def stage_search(self):
-        args = self.search_args() + [f"pretrain='{self.folder('pretrain')}'"]
-        args += self.resume_args("search", self.profile.search_preset, args)
-        run_script("search/train_search.py", ["--config", self.profile.search_preset] + args)
-        return {"folder": self._finished("search", load_config(self.profile.search_preset, args).save, "search")}
-
-    def stage_teacher(self):
-        args = self.train_args("teacher")
-        args += self.resume_args("train", self.profile.train_preset, args)
-        summary = run_script("train/train.py", ["--config", self.profile.train_preset] + args)
-        return {"folder": summary["run_dir"], "val_mIoU": summary.get("val_mIoU")}
-
-    def stage_student(self):
-        args = self.train_args("student") + [f"teacher_path='{self.folder('teacher')}'"]
-        args += self.resume_args("train", self.profile.train_preset, args)
-        summary = run_script("train/train.py", ["--config", self.profile.train_preset] + args)
-        return {"folder": summary["run_dir"], "val_mIoU": summary.get("val_mIoU")}
+    def run_stage(self, name):
+        """Run one stage on the outputs of the stages it declares as inputs; return its entry (not recorded)."""
+        stage = find_stage(name)
+        return stage.run(self, self.inputs(stage.inputs))
 
     def resume_args(self, prefix, preset, args):
         """``["resume='<folder>'"]`` when this stage's newest unfinished run folder (a killed invocation's, with
@@ -247,48 +287,6 @@ class Pipeline:
         print(f"continuing the unfinished run {folder} from its last completed epoch", flush=True)
         return [f"resume='{folder}'"]
 
-    def stage_evaluate(self):
-        args = self.train_args("student") + ["is_eval=True", "is_test=True",
-                                             f"eval_path='{self.folder('student')}'"]
-        config = load_config(self.profile.train_preset, args)
-        if not os.path.isfile(config.test_source):
-            # SegNet's CamVid comes without a test split here: the predictions and colour overlays are val's
-            print(f"no test list {config.test_source}: predicting the val images instead", flush=True)
-            args.append(f"test_source='{config.eval_source}'")
-        summary = run_script("train/train.py", ["--config", self.profile.train_preset] + args)
-        return {"folder": summary["run_dir"], "val_mIoU": summary.get("val_mIoU"),
-                "test_dir": summary.get("test_dir")}
-
-    def stage_latency(self):
-        search = self.search_config()
-        report_path = os.path.join(self.root, "latency_report.json")
-        if self.arch == "search":
-            where = [f"load_path='{self.folder('search')}'", f"lut_path='{self.state['lut']['file']}'"]
-        else:   # the published networks at this data's resolution: a table of just what they read, timed here
-            where = ["load_path=''", f"lut_path='{self.lut_file()}'", "lut_measure_misses=True",
-                     f"lut_budget_s={search.lut_budget_s}", f"lut_calib_s={search.lut_calib_s}"]
-        run_script("latency/run_latency.py", where + self.supernet_args() + [
-            f"num_classes={search.num_classes}", f"image_height={search.latency_height}", f"image_width={search.latency_width}",
-            f"device='{self.device}'", f"latency_backend='{search.latency_backend}'", f"output_root='{self.root}'",
-            f"json='{report_path}'"])
-        with open(report_path) as handle:
-            return {"file": report_path, "report": json.load(handle)}
-
-    def stage_export(self):
-        """The student as a deployment folder (what latency/export_onnx.py writes): ONNX fp32 and int8 (calibrated
-        on the train list), each evaluated on val by the project's evaluator running ONNX Runtime."""
-        folder = os.path.join(self.root, "deploy")
-        # the size the val images are read at and latency is measured at (128x256 for the demo, whose configs keep
-        # Cityscapes' eval_height 1024: a 1024x2048 model padded around a 128x256 image scored 0.210, not 0.259)
-        search = self.search_config()
-        meta = run_script("latency/export_onnx.py", [
-            self.folder("student"), "--out", folder, "--size", str(search.latency_height), str(search.latency_width),
-            "--int8", "--calib-images", str(self.profile.calib_images)])
-        models = {kind: {"file": os.path.join(folder, model["file"]), "val_mIoU": model.get("val_mIoU")}
-                  for kind, model in meta["models"].items()}
-        # 'file', not 'folder': a deployment folder has no DONE marker; meta.json is written after the models
-        return {"file": os.path.join(folder, "meta.json"), "models": models}
-
     def _finished(self, prefix, save, stage):
         folder = latest_run(self.root, f"{prefix}-{save}-")
         if folder is None or not is_done(folder):
@@ -301,16 +299,7 @@ class Pipeline:
         entry = self.state.get(stage)
         if not entry:
             return False
-        if "file" in entry and not os.path.isfile(entry["file"]):
-            return False
-        if stage == "lut" and entry["file"] != self.lut_file():   # measured on another kind of device
-            return False
-        folder = entry.get("folder")
-        if folder and stage != "data" and not (os.path.isdir(folder) and is_done(folder)):
-            return False
-        if stage == "data":
-            return os.path.isfile(self.train_config().eval_source)
-        return True
+        return find_stage(stage).reuse(self, entry)
 
     def run(self):
         start = time.time()
@@ -323,7 +312,7 @@ class Pipeline:
                 continue
             print(f"\n[{number}/{len(stages)}] {stage} ...", flush=True)
             began = time.time()
-            entry = getattr(self, f"stage_{stage}")()
+            entry = self.run_stage(stage)
             entry["seconds"] = round(time.time() - began, 1)
             self.state[stage] = entry
             self._save_state()
@@ -336,26 +325,16 @@ class Pipeline:
         return entry.get("folder") or entry.get("file")
 
     def summary(self):
-        """Teacher and student side by side, chance level, and where everything is."""
-        report = self.state["latency"]["report"]
-        val = self.state["evaluate"]["val_mIoU"] or {}
-        config = self.train_config()
-        chance = chance_miou(config)
-        rows = []
-        for role in ("teacher", "student"):
-            entry = report.get(role, {})
-            rows.append({"network": role, "val_mIoU": val.get(role), "params": entry.get("params"),
-                         "flops_g": entry.get("flops_g"), "lut_latency_ms": entry.get("lut_latency_ms"),
-                         "latency_ms": entry.get("latency_ms"), "fps": entry.get("fps"),
-                         "input_size": entry.get("input_size")})
-        return {"rows": rows, "chance_mIoU": chance, "num_classes": config.num_classes, "data": self.profile.name,
-                "arch": self.arch, "folders": {s: self._where(s) for s in self.stages},
-                "tensorboard": f"tensorboard --logdir {self.root}",
-                "predictions": self.state["evaluate"].get("test_dir"),
-                "lut": None if self.arch != "search" else dict(file=self.state["lut"]["file"],
-                                                               saved=bool(self.state["lut"].get("saved"))),
-                "deploy": self.state.get("export", {}).get("models"),
-                "seconds": {s: self.state[s].get("seconds") for s in self.stages}}
+        """Teacher and student side by side, chance level, and where everything is: what every stage adds
+        (:attr:`Stage.summarize`), its folder and its seconds."""
+        done = {stage: self.state[stage] for stage in self.stages}
+        summary = {"data": self.profile.name, "arch": self.arch,
+                   "folders": {stage: self._where(stage) for stage in done},
+                   "tensorboard": f"tensorboard --logdir {self.root}",
+                   "seconds": {stage: entry.get("seconds") for stage, entry in done.items()}}
+        for stage in STAGE_TABLE:
+            summary.update(stage.summarize(self, done))
+        return summary
 
     def preset_config(self, preset):
         """A preset on this data with the user's overrides that it knows."""
@@ -369,6 +348,241 @@ class Pipeline:
         backend and table settings every stage shares (``Fch=6`` on the command line sizes the table, the search,
         the training and the latency report alike)."""
         return self.preset_config(self.profile.search_preset)
+
+
+# -- what the stages run: run(pipeline, inputs) -> the stage's entry of pipeline.json -----------------------
+def run_data(pipeline, inputs):
+    if pipeline.profile.name == "demo":
+        run_script("dataset/make_demo_dataset.py", ["--root", pipeline.data_root, "--prepare"])
+        return {"folder": pipeline.data_root}
+    link_camvid(pipeline.data_root, pipeline.dataset_path)
+    run_script("dataset/create_mapping_lists.py", ["--root", pipeline.dataset_path, "--layout", "camvid"])
+    return {"folder": pipeline.dataset_path}
+
+
+def run_lut(pipeline, inputs):
+    config = pipeline.search_config()
+    path = pipeline.lut_file()
+    if pipeline.lut:
+        if not os.path.isfile(path):
+            raise PipelineError(f"--lut {path} does not exist; give the lut_*.json of an earlier run "
+                                f"(e.g. {os.path.join(pipeline.profile.root, 'lut_pytorch_cpu_…json')}).")
+        print(f"using the saved lookup table {path}", flush=True)
+        return {"file": path, "saved": True}
+    if pipeline.measure_lut_anew and os.path.isfile(path):
+        # the script only adds missing entries: a table of an earlier invocation would be kept as it is
+        os.remove(path)
+        print(f"--redo: removed the earlier lookup table {path}; measuring it anew", flush=True)
+        pipeline.measure_lut_anew = False
+    run_script("latency/latency_lookup_table.py", [
+        f"image_height={config.latency_height}", f"image_width={config.latency_width}",
+        f"device='{pipeline.device}'",   # the search refuses a table made on another device
+        f"latency_backend='{config.latency_backend}'", f"lut_path='{path}'", f"layers={config.layers}",
+        f"Fch={config.Fch}", f"width_mult_list={list(config.width_mult_list)}",
+        f"num_classes={config.num_classes}",    # the heads' entries: the search reads them for its classes
+        f"lut_fch_cells=[{config.Fch}]", f"lut_fch_heads=[{config.Fch}]",
+        f"lut_budget_s={config.lut_budget_s}", f"lut_calib_s={config.lut_calib_s}"]
+        + pipeline.profile.lut_overrides)
+    return {"file": path}
+
+
+def _run_search(pipeline, args, stage):
+    preset = pipeline.profile.search_preset
+    args += pipeline.resume_args("search", preset, args)
+    run_script("search/train_search.py", ["--config", preset] + args)
+    return {"folder": pipeline._finished("search", load_config(preset, args).save, stage)}
+
+
+def run_pretrain(pipeline, inputs):
+    return _run_search(pipeline, pipeline.search_args(inputs["lut"]) + ["pretrain=True"], "pretrain")
+
+
+def run_search(pipeline, inputs):
+    return _run_search(pipeline, pipeline.search_args(inputs["lut"]) + [f"pretrain='{inputs['pretrain']}'"],
+                       "search")
+
+
+def _searched(inputs):
+    """The train stages' load_path: the search's folder, or '' (the published FasterSeg) when it is skipped."""
+    return inputs.get("search", "")
+
+
+def _run_training(pipeline, args):
+    preset = pipeline.profile.train_preset
+    args += pipeline.resume_args("train", preset, args)
+    summary = run_script("train/train.py", ["--config", preset] + args)
+    return {"folder": summary["run_dir"], "val_mIoU": summary.get("val_mIoU")}
+
+
+def run_teacher(pipeline, inputs):
+    return _run_training(pipeline, pipeline.train_args("teacher", _searched(inputs)))
+
+
+def run_student(pipeline, inputs):
+    return _run_training(pipeline, pipeline.train_args("student", _searched(inputs)) +
+                         [f"teacher_path='{inputs['teacher']}'"])
+
+
+def run_evaluate(pipeline, inputs):
+    args = pipeline.train_args("student", _searched(inputs)) + ["is_eval=True", "is_test=True",
+                                                                f"eval_path='{inputs['student']}'"]
+    config = load_config(pipeline.profile.train_preset, args)
+    if not os.path.isfile(config.test_source):
+        # SegNet's CamVid comes without a test split here: the predictions and colour overlays are val's
+        print(f"no test list {config.test_source}: predicting the val images instead", flush=True)
+        args.append(f"test_source='{config.eval_source}'")
+    summary = run_script("train/train.py", ["--config", pipeline.profile.train_preset] + args)
+    return {"folder": summary["run_dir"], "val_mIoU": summary.get("val_mIoU"), "test_dir": summary.get("test_dir")}
+
+
+def run_latency(pipeline, inputs):
+    search = pipeline.search_config()
+    report_path = os.path.join(pipeline.root, "latency_report.json")
+    if pipeline.arch == "search":
+        where = [f"load_path='{inputs['search']}'", f"lut_path='{inputs['lut']}'"]
+    else:   # the published networks at this data's resolution: a table of just what they read, timed here
+        where = ["load_path=''", f"lut_path='{pipeline.lut_file()}'", "lut_measure_misses=True",
+                 f"lut_budget_s={search.lut_budget_s}", f"lut_calib_s={search.lut_calib_s}"]
+    run_script("latency/run_latency.py", where + pipeline.supernet_args() + [
+        f"num_classes={search.num_classes}", f"image_height={search.latency_height}",
+        f"image_width={search.latency_width}", f"device='{pipeline.device}'",
+        f"latency_backend='{search.latency_backend}'", f"output_root='{pipeline.root}'", f"json='{report_path}'"])
+    with open(report_path) as handle:
+        return {"file": report_path, "report": json.load(handle)}
+
+
+def run_export(pipeline, inputs):
+    """The student as a deployment folder (what latency/export_onnx.py writes): ONNX fp32 and int8 (calibrated
+    on the train list), each evaluated on val by the project's evaluator running ONNX Runtime."""
+    folder = os.path.join(pipeline.root, "deploy")
+    # the size the val images are read at and latency is measured at (128x256 for the demo, whose configs keep
+    # Cityscapes' eval_height 1024: a 1024x2048 model padded around a 128x256 image scored 0.210, not 0.259)
+    search = pipeline.search_config()
+    meta = run_script("latency/export_onnx.py", [
+        inputs["student"], "--out", folder, "--size", str(search.latency_height), str(search.latency_width),
+        "--int8", "--calib-images", str(pipeline.profile.calib_images)])
+    models = {kind: {"file": os.path.join(folder, model["file"]), "val_mIoU": model.get("val_mIoU")}
+              for kind, model in meta["models"].items()}
+    # 'file', not 'folder': a deployment folder has no DONE marker; meta.json is written after the models
+    return {"file": os.path.join(folder, "meta.json"), "models": models}
+
+
+# -- when a recorded stage is reused: reuse(pipeline, entry) -> bool -----------------------------------------
+def _file_exists(entry):
+    return "file" not in entry or os.path.isfile(entry["file"])
+
+
+def finished_output(pipeline, entry):
+    """The file it names exists and the run folder it names is finished (``DONE``)."""
+    folder = entry.get("folder")
+    return _file_exists(entry) and (not folder or (os.path.isdir(folder) and is_done(folder)))
+
+
+def listed_data(pipeline, entry):
+    """The data folder has no DONE marker: it is ready when the val list the later stages read exists."""
+    return _file_exists(entry) and os.path.isfile(pipeline.train_config().eval_source)
+
+
+def this_devices_table(pipeline, entry):
+    """The table exists and is the one this invocation's search reads (not one of another kind of device)."""
+    return finished_output(pipeline, entry) and entry["file"] == pipeline.lut_file()
+
+
+# -- what a stage adds to the summary: summarize(pipeline, done) -> keys; report(summary) -> {section: lines} --
+def summarize_nothing(pipeline, done):
+    return {}
+
+
+def report_nothing(summary):
+    return {}
+
+
+def summarize_lut(pipeline, done):
+    entry = done.get("lut")
+    return {"lut": None if entry is None else dict(file=entry["file"], saved=bool(entry.get("saved")))}
+
+
+def report_lut(summary):
+    lut = summary.get("lut")
+    if not lut or lut["saved"]:
+        return {}
+    return {"notes": [f"the lookup table was measured on this machine in this run ({lut['file']}); a new run "
+                      f"measures a new one, whose timing noise can make the search pick another architecture: "
+                      f"add --lut {lut['file']} to repeat this search exactly"]}
+
+
+def summarize_evaluate(pipeline, done):
+    return {"predictions": done["evaluate"].get("test_dir")}
+
+
+def report_evaluate(summary):
+    return {"where": [f"  predictions {summary['predictions']}"]}
+
+
+def summarize_latency(pipeline, done):
+    """The networks' table: teacher and student side by side (val mIoU from the evaluate stage, the rest from
+    the latency report), and the chance level of the val list."""
+    report = done["latency"]["report"]
+    val = done["evaluate"]["val_mIoU"] or {}
+    config = pipeline.train_config()
+    rows = []
+    for role in ("teacher", "student"):
+        entry = report.get(role, {})
+        rows.append({"network": role, "val_mIoU": val.get(role), "params": entry.get("params"),
+                     "flops_g": entry.get("flops_g"), "lut_latency_ms": entry.get("lut_latency_ms"),
+                     "latency_ms": entry.get("latency_ms"), "fps": entry.get("fps"),
+                     "input_size": entry.get("input_size")})
+    return {"rows": rows, "chance_mIoU": chance_miou(config), "num_classes": config.num_classes}
+
+
+def _cell(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def report_latency(summary):
+    lines = [f"{'network':<9} {'val mIoU':>9} {'params':>10} {'GFLOPs':>8} {'LUT ms':>8} {'measured ms':>12} "
+             f"{'FPS':>8}  input"]
+    for row in summary["rows"]:
+        lines.append(f"{row['network']:<9} {_cell(row['val_mIoU'], '.4f'):>9} {_cell(row['params'], ',d'):>10} "
+                     f"{_cell(row['flops_g'], '.3f'):>8} {_cell(row['lut_latency_ms'], '.3f'):>8} "
+                     f"{_cell(row['latency_ms'], '.3f'):>12} {_cell(row['fps'], '.1f'):>8}  {row['input_size']}")
+    lines.append(f"chance (uniform random prediction over {summary.get('num_classes', 19)} classes): val mIoU "
+                 f"{summary['chance_mIoU']:.4f}")
+    return {"results": lines}
+
+
+def summarize_export(pipeline, done):
+    return {"deploy": done.get("export", {}).get("models")}
+
+
+def report_export(summary):
+    deploy = summary.get("deploy")
+    if not deploy:
+        return {}
+    folder = os.path.dirname(next(iter(deploy.values()))["file"])
+    return {"results": ["deployment (ONNX, student): " + ", ".join(
+        f"{os.path.basename(model['file'])} val mIoU {_cell(model.get('val_mIoU'), '.4f')}"
+        for model in deploy.values()) + f"; runs without this project: python {folder}/predict.py --input "
+        f"photo.jpg [--model model_int8.onnx]"]}
+
+
+# THE stages of the main job, in the order they run; --redo STAGE reruns a row and every row below it. Every
+# list of stages (the --redo choices, the run loop, reuse, pipeline.json, the summary) is read from this table.
+STAGE_TABLE = (
+    Stage("data", run_data, (), listed_data, summarize_nothing, report_nothing),
+    Stage("lut", run_lut, (), this_devices_table, summarize_lut, report_lut, search_only=True),
+    Stage("pretrain", run_pretrain, ("lut",), finished_output, summarize_nothing, report_nothing,
+          search_only=True),
+    Stage("search", run_search, ("lut", "pretrain"), finished_output, summarize_nothing, report_nothing,
+          search_only=True),
+    Stage("teacher", run_teacher, ("search",), finished_output, summarize_nothing, report_nothing),
+    Stage("student", run_student, ("search", "teacher"), finished_output, summarize_nothing, report_nothing),
+    Stage("evaluate", run_evaluate, ("search", "student"), finished_output, summarize_evaluate, report_evaluate),
+    Stage("latency", run_latency, ("lut", "search"), finished_output, summarize_latency, report_latency),
+    Stage("export", run_export, ("student",), finished_output, summarize_export, report_export),
+)
+check_stage_table(STAGE_TABLE)
+STAGES = stage_names()   # the names as imported; the code itself reads STAGE_TABLE when it runs
 
 
 def chance_miou(config, seed=0):
@@ -387,35 +601,19 @@ def chance_miou(config, seed=0):
 
 
 def format_summary(summary):
-    """The table printed at the end of the main job."""
-    def cell(value, spec):
-        return "-" if value is None else format(value, spec)
-
-    lines = ["", f"FasterSeg main job on {summary.get('data', 'demo')}: summary",
-             f"{'network':<9} {'val mIoU':>9} {'params':>10} {'GFLOPs':>8} {'LUT ms':>8} {'measured ms':>12} "
-             f"{'FPS':>8}  input"]
-    for row in summary["rows"]:
-        lines.append(f"{row['network']:<9} {cell(row['val_mIoU'], '.4f'):>9} {cell(row['params'], ',d'):>10} "
-                     f"{cell(row['flops_g'], '.3f'):>8} {cell(row['lut_latency_ms'], '.3f'):>8} "
-                     f"{cell(row['latency_ms'], '.3f'):>12} {cell(row['fps'], '.1f'):>8}  {row['input_size']}")
-    lines.append(f"chance (uniform random prediction over {summary.get('num_classes', 19)} classes): val mIoU "
-                 f"{summary['chance_mIoU']:.4f}")
-    deploy = summary.get("deploy")
-    if deploy:
-        folder = os.path.dirname(next(iter(deploy.values()))["file"])
-        lines.append("deployment (ONNX, student): " + ", ".join(
-            f"{os.path.basename(model['file'])} val mIoU {cell(model.get('val_mIoU'), '.4f')}"
-            for model in deploy.values()) + f"; runs without this project: python {folder}/predict.py --input "
-            f"photo.jpg [--model model_int8.onnx]")
+    """The table printed at the end of the main job: every stage's lines (:attr:`Stage.report`) in their
+    sections, the stage folders and the seconds per stage."""
+    sections = {section: [] for section in SUMMARY_SECTIONS}
+    for stage in STAGE_TABLE:
+        for section, lines in stage.report(summary).items():
+            if section not in sections:
+                raise ValueError(f"stage {stage.name!r} reports to {section!r}, not one of {SUMMARY_SECTIONS}")
+            sections[section].extend(lines)
+    lines = ["", f"FasterSeg main job on {summary.get('data', 'demo')}: summary"] + sections["results"]
     lines.append("where things are:")
     for stage, where in summary["folders"].items():
         lines.append(f"  {stage:<9} {where}")
-    lines.append(f"  predictions {summary['predictions']}")
-    lut = summary.get("lut")
-    if lut and not lut["saved"]:
-        lines.append(f"the lookup table was measured on this machine in this run ({lut['file']}); a new run "
-                     f"measures a new one, whose timing noise can make the search pick another architecture: "
-                     f"add --lut {lut['file']} to repeat this search exactly")
+    lines += sections["where"] + sections["notes"]
     lines.append(f"  TensorBoard: {summary['tensorboard']}")
     seconds = summary["seconds"]
     lines.append("seconds per stage (this or an earlier invocation): " +
@@ -443,7 +641,7 @@ def main(argv=None):
     parser.add_argument("--data-root", help="demo: where the dataset is generated (data/demo); camvid: the folder "
                                             "holding train/, trainannot/, val/, valannot/ (../shared/camvid)")
     parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda")
-    parser.add_argument("--redo", choices=STAGES, help="run this stage and the ones after it again")
+    parser.add_argument("--redo", choices=stage_names(), help="run this stage and the ones after it again")
     parser.add_argument("--lut", help="a saved lookup table (lut_*.json of an earlier run) instead of measuring "
                                       "one: the same table gives the same search")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
@@ -460,5 +658,11 @@ def main(argv=None):
     return summary
 
 
+def run_as_script():
+    """The exit of ``python tools/pipeline.py`` and ``python run_demo.py``: 0 when every stage finished, 1 when
+    the summary is empty, one sentence and 1 for a user error (tools/utils/cli.py)."""
+    sys.exit(cli.run_script(lambda argv: 0 if main(argv) else 1))
+
+
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    run_as_script()

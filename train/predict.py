@@ -20,6 +20,7 @@ import argparse  # noqa: E402
 
 from tools.config import add_config_arguments  # noqa: E402
 from tools.engine.predictor import config_for_weights, load_predictor, predict_inputs  # noqa: E402
+from tools.utils.cli import run_script  # noqa: E402
 
 
 def main(argv=None):
@@ -56,4 +57,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -17,6 +17,7 @@ import argparse  # noqa: E402
 from tools.config import add_config_arguments, config_from_args  # noqa: E402
 from tools.engine.distributed import configure_cudnn  # noqa: E402
 from tools.train.loop import run  # noqa: E402
+from tools.utils.cli import run_script  # noqa: E402
 
 
 def main(argv=None):
@@ -27,4 +28,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

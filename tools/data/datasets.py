@@ -14,6 +14,7 @@ errors; lists are not shuffled when read (the loader shuffles) and the repeated 
 drawn once with a seeded generator instead of on every ``__getitem__``.
 """
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -23,6 +24,7 @@ from PIL import Image
 
 from tools.data.errors import DataError, DataFileNotFoundError
 from tools.data.labels import IGNORE_INDEX, camvid_labels, cityscapes_labels, load_labels_file
+from tools.utils.image_files import decode_file, file_problem
 
 cv2.setNumThreads(0)
 
@@ -105,17 +107,17 @@ def training_image_size(config):
 
 def read_image(path):
     """RGB uint8 HxWx3 (cv2 reads BGR; the original flipped channels in ``__getitem__``)."""
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    img, problem = decode_file(path, cv2.IMREAD_COLOR)
     if img is None:
-        raise DataError(f"image {path} cannot be read (corrupt or not an image); replace or remove it from the list.")
+        raise DataError(f"image {path} cannot be read ({problem}); replace it or remove it from the list.")
     return np.ascontiguousarray(img[:, :, ::-1])
 
 
 def read_label(path):
     """A single-channel uint8 label image; colour or 16-bit label files are refused rather than converted."""
-    lbl = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    lbl, problem = decode_file(path, cv2.IMREAD_UNCHANGED)
     if lbl is None:
-        raise DataError(f"label {path} cannot be read (corrupt or not an image); regenerate it with "
+        raise DataError(f"label {path} cannot be read ({problem}); regenerate it with "
                         f"dataset/createTrainIdLabelImgs.py.")
     if lbl.ndim != 2 and _image_mode(path) == "P":
         lbl = _palette_indices(path)            # cv2 expands a palette PNG to colours: read its indices instead
@@ -151,16 +153,24 @@ def _palette_indices(path):
 MULTI_CHANNEL_MODES = {"LA": 2, "PA": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3, "RGBA": 4, "RGBX": 4, "CMYK": 4}
 
 
+def _advice(what):
+    return "regenerate it with dataset/createTrainIdLabelImgs.py" if what == "label" else \
+        "replace it or remove it from the list"
+
+
 def header_size(path, what):
-    """(height, width, mode) from the file's header (no pixels decoded); a file that is no image is refused."""
+    """(height, width, mode) from the file's header (no pixels decoded); a file that is no image, or a JPEG /
+    PNG cut short (tools/utils/image_files.py), is refused."""
     try:
         with Image.open(path) as img:
             width, height = img.size
             mode = img.mode
     except Exception as error:  # noqa: BLE001 - PIL raises several types for a corrupt or foreign file
-        advice = "regenerate it with dataset/createTrainIdLabelImgs.py" if what == "label" else \
-            "replace it or remove it from the list"
-        raise DataError(f"{what} {path} cannot be read (corrupt or not an image: {error}); {advice}.") from None
+        raise DataError(f"{what} {path} cannot be read (corrupt or not an image: {error}); {_advice(what)}.") \
+            from None
+    problem = file_problem(path)
+    if problem is not None:
+        raise DataError(f"{what} {path} cannot be read ({problem}); {_advice(what)}.")
     return height, width, mode
 
 
@@ -211,6 +221,23 @@ def check_label_values(lbl, num_classes, path, ignore_index=IGNORE_INDEX):
     if bad.size:
         raise DataError(f"label {path} holds values {bad[:10].tolist()} outside 0..{num_classes - 1} and the "
                         f"ignore value {ignore_index}; regenerate it or fix num_classes / the labels file.")
+
+
+def scan_labels(dataset, threads=4):
+    """Decode every label of ``dataset`` once, before any work: a value outside the classes (or a damaged file)
+    is found now, named, instead of after an epoch. Returns the pixels of each class (int64, ``num_classes``),
+    the statistics of class weighting (tools/losses.py ``class_weights``); None for a list without labels."""
+    paths = sorted({os.path.join(dataset._gt_path, gt) for _img, gt in dataset._file_names if gt is not None})
+    if not paths or dataset.label_set is None:
+        return None
+    num_classes = dataset.label_set.num_classes
+
+    def count(path):
+        gt = dataset.load_label(path)
+        return np.bincount(gt[gt < num_classes].ravel(), minlength=num_classes)[:num_classes]
+
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(paths)))) as pool:
+        return np.sum(list(pool.map(count, paths)), axis=0).astype(np.int64)
 
 
 class BaseDataset(data.Dataset):
@@ -293,17 +320,22 @@ class BaseDataset(data.Dataset):
             item.update(extra)
         return item
 
-    def _fetch_data(self, img_path, gt_path):
-        img = read_image(img_path)
-        if gt_path is None:
-            return resize_for_down_sampling(img, self._down_sampling, nearest=False, path=img_path), None
+    def load_label(self, gt_path):
+        """The train ids of one label file (raw values mapped for custom data), every value checked."""
         gt = read_label(gt_path)
-        if img.shape[:2] != gt.shape:
-            raise size_mismatch_error(img_path, img.shape[:2], gt_path, gt.shape)
         if self.label_set is not None:
             if self.label_set.raw_label_map:
                 gt = self.label_set.raw_label_lut()[gt]
             check_label_values(gt, self.label_set.num_classes, gt_path, self.label_set.ignore_index)
+        return gt
+
+    def _fetch_data(self, img_path, gt_path):
+        img = read_image(img_path)
+        if gt_path is None:
+            return resize_for_down_sampling(img, self._down_sampling, nearest=False, path=img_path), None
+        gt = self.load_label(gt_path)
+        if img.shape[:2] != gt.shape:
+            raise size_mismatch_error(img_path, img.shape[:2], gt_path, gt.shape)
         img = resize_for_down_sampling(img, self._down_sampling, nearest=False, path=img_path)
         gt = resize_for_down_sampling(gt, self._down_sampling, nearest=True, path=gt_path)
         return img, gt
@@ -374,4 +406,5 @@ def dataset_from_config(config, split, preprocess=None, file_length=None, portio
     scales = config.get("train_scale_array" if split == "train" else "eval_scale_array") or [1]
     crop = (preprocess.image_height, preprocess.image_width) if hasattr(preprocess, "image_height") else None
     check_images(dataset, min(scales), max(scales), crop)
+    dataset.class_pixels = scan_labels(dataset)
     return dataset

@@ -4,10 +4,12 @@ The original FasterSeg failed on bad data with bare asserts, ``NoneType`` errors
 cityscapesscripts' ``sys.exit``; these classes let scripts and tests catch data problems precisely.
 """
 
+from tools.utils.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """A data file or file list that exists but cannot be used (corrupt, malformed, wrong values)."""
 
 
-class DataFileNotFoundError(FileNotFoundError):
+class DataFileNotFoundError(UserError, FileNotFoundError):
     """A file named by a file list, a config key or a command-line argument does not exist."""

@@ -13,10 +13,11 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from tools.utils.errors import UserError
 from tools.utils import device as device_utils
 
 
-class DistributedConfigError(ValueError):
+class DistributedConfigError(UserError, ValueError):
     """A multi-process setting that cannot work; the message says what to change."""
 
 

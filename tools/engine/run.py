@@ -30,11 +30,13 @@ import sys
 import time
 from contextlib import contextmanager
 
+from tools.utils.errors import UserError
 from tools.engine import distributed as dist_utils
-from tools.engine.recipe import per_iteration, seek
+from tools.engine.recipe import check_schedule
 from tools.engine.run_outputs import append_metrics
 from tools.utils.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from tools.utils.fileio import DISK_ERRORS, WriteError, remove_temp_files, write_json, write_text
+from tools.utils.fileio import (DISK_ERRORS, LogFileHandler, WriteError, check_log_files, remove_temp_files,
+                                 write_json, write_text)
 from tools.utils.seed import seed_everything
 
 try:
@@ -54,7 +56,7 @@ RESUME_MUTABLE = ("resume", "nepochs", "num_workers", "device", "output_root", "
                   "test_interval", "test_start_epoch", "plots", "arch_plots")
 
 
-class RunFolderError(ValueError):
+class RunFolderError(UserError, ValueError):
     """A run folder that cannot be resumed or written (finished, missing, in use, other settings)."""
 
 
@@ -379,7 +381,8 @@ def latest_run(root, prefix):
 
 
 def get_logger(run_dir, name="fasterseg", rank=0):
-    """A logger printing to stdout and appending to ``run_dir/log.txt`` (rank 0 only writes)."""
+    """A logger printing to stdout and appending to ``run_dir/log.txt`` (rank 0 only writes); a line log.txt
+    could not take makes :func:`tools.utils.fileio.check_log_files` raise at the end of the command."""
     logger = logging.getLogger(f"{name}.{os.path.abspath(run_dir)}")
     logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
     logger.propagate = False
@@ -389,7 +392,7 @@ def get_logger(run_dir, name="fasterseg", rank=0):
         stream.setFormatter(formatter)
         logger.addHandler(stream)
         if rank == 0:
-            file_handler = logging.FileHandler(os.path.join(run_dir, "log.txt"))
+            file_handler = LogFileHandler(os.path.join(run_dir, "log.txt"))   # a failed line: check_log_files
             file_handler.setFormatter(formatter)
             logger.addHandler(file_handler)
     return logger
@@ -418,16 +421,24 @@ class Run:
     the epochs (``train_one_epoch``; the per-epoch schedulers stepped; ``checkpoint.pt``; :meth:`end_epoch`) and
     :meth:`finish`.
 
+    The run is the one owner of the learning-rate schedules (tools/engine/recipe.py ``LR_SCHEDULES``): it checks
+    ``lr_schedule`` before anything is built and steps every registered scheduler by the unit it declares: an
+    'epoch' one after each epoch's training, an 'iteration' one in :meth:`end_iteration`, which the stage's inner
+    loop calls after every optimizer step.
+
     A stage sets ``prefix`` and registers what its checkpoint holds: ``self.model``, ``self.optimizers`` and
-    ``self.schedulers`` (name -> object with ``state_dict``) and ``self.history``; its hooks are ``setup``,
-    ``begin``, ``train_one_epoch(epoch)``, ``evaluate(epoch)`` (True when it changed what the checkpoint holds),
-    ``epoch_record(epoch)`` (the metrics.jsonl line), ``result()``, ``extra_state()`` / ``load_extra(extra)``
-    and ``upgrade_checkpoint(state)`` (its checkpoints of older layouts, or None to refuse them).
+    ``self.schedulers`` (name -> a scheduler of ``build_lr_scheduler``: ``state_dict``, ``unit``, ``seek``) and
+    ``self.history``; its hooks are ``setup``, ``begin``, ``train_one_epoch(epoch)`` (calling
+    :meth:`end_iteration` after every optimizer step), ``evaluate(epoch)`` (True when it changed what the
+    checkpoint holds), ``epoch_record(epoch)`` (the metrics.jsonl line), ``result()``, ``extra_state()`` /
+    ``load_extra(extra)`` and ``upgrade_checkpoint(state)`` (its checkpoints of older layouts, or None to refuse
+    them).
     """
 
     prefix = "run"
 
     def __init__(self, config):
+        check_schedule(config)
         self.config = config
         self.rank = dist_utils.get_rank()
         self.is_main = self.rank == 0
@@ -477,9 +488,7 @@ class Run:
             self.end_epoch(self.start_epoch - 1)
         for epoch in self.epochs():
             self.train_one_epoch(epoch)
-            for scheduler in self.schedulers.values():
-                if not per_iteration(scheduler):
-                    scheduler.step()
+            self.step_schedules("epoch")
             self.save_checkpoint(epoch + 1)         # before the evaluation: a failing one never costs the epoch
             self.end_epoch(epoch)
         result = self.result()
@@ -488,6 +497,16 @@ class Run:
 
     def epochs(self):
         return range(self.start_epoch, self.config.nepochs)
+
+    def end_iteration(self):
+        """Called by the stage's inner loop after every optimizer step: the per-iteration schedules move on."""
+        self.step_schedules("iteration")
+
+    def step_schedules(self, unit):
+        """Step the registered schedulers whose declared unit is ``unit`` ('epoch' or 'iteration')."""
+        for scheduler in self.schedulers.values():
+            if scheduler.unit == unit:
+                scheduler.step()
 
     def end_epoch(self, epoch):
         """The evaluation due after ``epoch``, its metrics.jsonl record, then what it changed (a small file)."""
@@ -498,13 +517,17 @@ class Run:
             self.save_checkpoint(epoch + 1, evaluated=True)
 
     def finish(self):
-        """``DONE`` (the folder is never written to again) and no checkpoint left: a finished run is not resumed."""
+        """``DONE`` (the folder is never written to again) and no checkpoint left: a finished run is not resumed.
+        A log.txt that missed a line stops the run before ``DONE`` (it stays resumable), and a last line it
+        missed after ``DONE`` still makes the command fail (:func:`check_log_files`)."""
         if self.is_main:
             self.writer.close()
+            check_log_files(self.logger)
             mark_done(self.run_dir)
             for name in (CHECKPOINT_NAME, EVALUATED_NAME):
                 _remove(os.path.join(self.run_dir, name))
             self.logger.info("finished: %s", self.run_dir)
+            check_log_files(self.logger)
         dist_utils.barrier()
 
     # ---- checkpoint ---------------------------------------------------------------------------------------
@@ -556,7 +579,7 @@ class Run:
             if name in state["schedulers"]:
                 scheduler.load_state_dict(state["schedulers"][name])
             else:                   # a checkpoint of an older layout: the schedule follows the epoch count
-                seek(scheduler, state["epoch"], self.config.niters_per_epoch)
+                scheduler.seek(state["epoch"], self.config.niters_per_epoch)
         set_rng_state(state["rng"])
         self.history = state["history"]
         self.start_epoch = int(state["epoch"])

@@ -16,13 +16,14 @@ import os
 
 import torch
 
+from tools.utils.errors import UserError
 from tools.utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 THOP_KEYS = ("total_ops", "total_params")
 AUX_PREFIXES = ("heads16.", "heads32.")
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(UserError, ValueError):
     """A weights file whose keys or shapes do not fit the network built from the arch file."""
 
 
@@ -83,7 +84,7 @@ def check_compatible(state, model_state, path):
 
 def load_weights(model, path, produced_by=None):
     """Load a weights file (the original's or ours) into ``model`` strictly; returns ``model``."""
-    state = load_checkpoint(path, map_location="cpu", produced_by=produced_by)
+    state = load_checkpoint(path, map_location="cpu", produced_by=produced_by, what="weights file")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"weights file {path} does not hold a state_dict (a dict of tensors); "
                               f"pass a weights0.pt / weights1.pt written by train/train.py.")

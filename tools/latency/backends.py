@@ -1,4 +1,4 @@
-"""Latency measurement backends: PyTorch (CPU/CUDA), ONNX Runtime and TensorRT.
+"""Latency measurement backends, one :class:`Backend` row each in :data:`BACKENDS` (bottom of this file).
 
 Replaces the original's ``compute_latency_ms_pytorch`` / ``compute_latency_ms_tensorrt``
 (tools/utils/darts_utils.py), which always moved the model to CUDA, used the TensorRT 5 API and reported one
@@ -7,7 +7,11 @@ until a run takes ``calib_s`` seconds, then scaled to a time budget; device sync
 measured iterations are split into ``repeats`` groups whose median per-iteration time is reported, which is
 robust to a stray slow group on a shared machine.
 
-``backend="auto"`` falls back as the original does: TensorRT when it and CUDA import, else PyTorch.
+The backends are data: ``BACKENDS`` is the one table of them, and the names ``latency_backend`` accepts (and
+its error message), what ``backend="auto"`` picks (as the original: TensorRT when it and CUDA import, else
+PyTorch), the dispatch of :func:`measure_latency`, the device a table records, whether a table's calibration may
+time slice by slice, and the backends table of docs/usage.md (:func:`backends_markdown`) are all read from it.
+Adding a backend = its measure function plus one ``Backend`` row; nothing else lists the backends.
 """
 import contextlib
 import copy
@@ -22,18 +26,21 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 
+from tools.utils.errors import UserError
 from tools.utils import device as device_utils
 from tools.utils.fileio import atomic_path
 
-BACKENDS = ("auto", "pytorch", "onnxruntime", "tensorrt")
+AUTO = "auto"             # not a backend: the rule that picks one (:func:`resolve_backend`)
+ANY_DEVICE = "any"        # ``Backend.devices``: every device torch runs on
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 
-class LatencyError(ValueError):
+class LatencyError(UserError, ValueError):
     """A latency request that cannot be served; the message says which value and what to do."""
 
 
@@ -103,14 +110,45 @@ def tensorrt_available():
 
 
 def resolve_backend(backend="auto", device="cpu"):
-    """Validate a backend name; 'auto' means TensorRT when usable on a CUDA device, else PyTorch."""
-    if backend not in BACKENDS:
-        raise LatencyError(f"unknown latency backend '{backend}'; choose one of {', '.join(BACKENDS)}.")
-    if backend != "auto":
-        return backend
-    if resolve_device(device).type == "cuda" and tensorrt_available()[0]:
-        return "tensorrt"
-    return "pytorch"
+    """The name of a registered backend; 'auto' is the one :func:`_auto_backend` picks for ``device``."""
+    if backend != AUTO:
+        return backend_record(backend).name
+    return _auto_backend(device)
+
+
+def backend_record(name):
+    """The row of :data:`BACKENDS` named ``name``; any other name is one sentence naming the registered ones."""
+    for record in BACKENDS:
+        if record.name == name:
+            return record
+    choices = (AUTO,) + tuple(record.name for record in BACKENDS)
+    raise LatencyError(f"unknown latency backend '{name}'; choose one of {', '.join(choices)}.")
+
+
+def _auto_backend(device):
+    """The usable backend of lowest ``auto_rank`` that runs on ``device``: with the table's ranks, the original's
+    rule (TensorRT on a CUDA device when it imports, else PyTorch)."""
+    device = resolve_device(device)
+    for record in _auto_order():
+        if record.runs_on(device) and record.available()[0]:
+            return record.name
+    raise LatencyError(f"no latency backend that 'auto' may pick runs on '{device}' here; name one with "
+                       f"latency_backend.")
+
+
+def _auto_order():
+    """The backends 'auto' may pick, in the order it tries them (``auto_rank``)."""
+    return sorted((record for record in BACKENDS if record.auto_rank is not None), key=lambda r: r.auto_rank)
+
+
+def require_available(name):
+    """Raise :class:`BackendUnavailableError` when backend ``name`` cannot run here, saying what it needs and why
+    (a backend's measure function calls it before any work)."""
+    record = backend_record(name)
+    ok, why = record.available()
+    if not ok:
+        raise BackendUnavailableError(f"the {name} backend needs {record.needs}, but {why}; use "
+                                      "latency_backend='pytorch' (or 'auto', which falls back to it).")
 
 
 def _check_precision(precision, device):
@@ -264,7 +302,7 @@ def time_interleaved(runs, clock=None, warmup=10, calib_s=0.2, budget_s=2.0, sli
     15-27 ms over 45 s). Timed one after the other, each callable lands in one phase and the ranking of similar
     callables measures the phases: 20 random networks ranked against their own second measurement with
     Spearman 0.55-0.88. With each one's ``budget_s`` cut into ``slices`` taken in turn, every callable is
-    sampled across the whole window: 0.985 on the same machine (docs/benchmarks.md, issue 17). ``statistic``
+    sampled across the whole window: 0.985 on the same machine (docs/benchmarks.md). ``statistic``
     (median or min) is taken over the slices. ``budget_s``: seconds per callable, one number or one per callable
     (the table's calibration gives a whole network more than each of its operators).
     """
@@ -475,11 +513,26 @@ def check_onnx_output(model, path, x, atol=1e-3, rtol=1e-3):
     return err
 
 
-def measure_onnxruntime(model, input_size, device="cpu", precision="fp32", onnx_path=None, opset=17, **timing):
-    """Export to ONNX (output checked against PyTorch) and time ONNX Runtime's session.run."""
-    if precision != "fp32":
-        raise LatencyError(f"the onnxruntime backend times fp32 graphs; precision '{precision}' is not supported "
-                           "(int8 comes from tools.latency.fast.quantize_onnx_int8).")
+def onnxruntime_available():
+    """(True, "") when onnxruntime imports; (False, the reason) otherwise."""
+    try:
+        _import_ort()
+    except BackendUnavailableError:
+        return False, "the onnxruntime Python package is not installed"
+    return True, ""
+
+
+def measure_onnxruntime(model, input_size, device="cpu", precision="fp32", onnx_path=None, opset=17,
+                        channels_last=False, cuda_graphs=False, **timing):
+    """Export to ONNX (output checked against PyTorch) and time ONNX Runtime's session.run.
+
+    ``channels_last`` and ``cuda_graphs`` shape PyTorch's eager run, which an exported graph does not have: they
+    are accepted and ignored, so one set of options serves every backend.
+    """
+    precisions = backend_record("onnxruntime").precisions
+    if precision not in precisions:
+        raise LatencyError(f"the onnxruntime backend times {' or '.join(precisions)} graphs; precision '{precision}' "
+                           f"is not supported (int8 comes from tools.latency.fast.quantize_onnx_int8).")
     with tempfile.TemporaryDirectory() as tmpdir:
         path = onnx_path or os.path.join(tmpdir, "model.onnx")
         if onnx_path is None or not os.path.exists(onnx_path):
@@ -497,14 +550,19 @@ def time_onnx_file(path, input_size, device="cpu", precision="fp32", clock="wall
     return Timing(median, repeats, iterations, "onnxruntime", device_name(device), precision)
 
 
-def measure_tensorrt(model, input_size, device="cuda", precision="fp32", opset=17, workspace_gb=1.0, **timing):
-    """Build a TensorRT engine from the ONNX export (8.6 or 10 API) and time it with CUDA events."""
-    ok, why = tensorrt_available()
-    if not ok:
-        raise BackendUnavailableError(f"the tensorrt backend needs TensorRT and a CUDA GPU, but {why}; use "
-                                      "latency_backend='pytorch' (or 'auto', which falls back to it).")
-    if precision not in ("fp32", "fp16"):
-        raise LatencyError(f"TensorRT is timed in fp32 or fp16, not '{precision}'.")
+def measure_tensorrt(model, input_size, device="cuda", precision="fp32", opset=17, workspace_gb=1.0, clock="wall",
+                     channels_last=False, cuda_graphs=False, **timing):
+    """Build a TensorRT engine from the ONNX export (8.6 or 10 API) and time it with CUDA events.
+
+    ``clock`` must be 'wall' (CUDA events are the only clock here); ``channels_last`` and ``cuda_graphs`` are
+    PyTorch's eager options, ignored as by :func:`measure_onnxruntime`.
+    """
+    if clock != "wall":
+        raise LatencyError("the tensorrt backend is timed with CUDA events; clock must be 'wall'.")
+    require_available("tensorrt")
+    precisions = backend_record("tensorrt").precisions
+    if precision not in precisions:
+        raise LatencyError(f"TensorRT is timed in {' or '.join(precisions)}, not '{precision}'.")
     device = resolve_device(device)
     with torch.cuda.device(device):   # TensorRT builds and runs on the current CUDA device: make it ``device``
         with tempfile.TemporaryDirectory() as tmpdir:
@@ -577,27 +635,33 @@ def _trt_runner(engine, device, input_size):
 
 
 def measure_latency(model, input_size, backend="auto", device="cpu", precision="fp32", **options):
-    """Latency of ``model`` in ms with the chosen backend; returns a :class:`Timing`."""
-    backend = resolve_backend(backend, device)
-    if backend == "pytorch":
-        return measure_pytorch(model, input_size, device=device, precision=precision, **options)
-    options.pop("channels_last", None)
-    options.pop("cuda_graphs", None)
-    if backend == "onnxruntime":
-        return measure_onnxruntime(model, input_size, device=device, precision=precision, **options)
-    if options.pop("clock", "wall") != "wall":
-        raise LatencyError("the tensorrt backend is timed with CUDA events; clock must be 'wall'.")
-    return measure_tensorrt(model, input_size, device=device, precision=precision, **options)
+    """Latency of ``model`` in ms with the chosen backend's measure function; returns a :class:`Timing`."""
+    record = backend_record(resolve_backend(backend, device))
+    _check_device_rule(record, device)
+    return record.measure(model, input_size, device=device, precision=precision, **options)
+
+
+def _check_device_rule(record, device):
+    """Refuse, in one sentence, a device the backend does not time on. A backend that cannot run here at all is
+    let through to its measure function, whose message says what it needs (the better advice on a machine
+    without TensorRT than naming a device)."""
+    if ANY_DEVICE in record.devices or not record.available()[0]:
+        return
+    device = resolve_device(device)
+    if not record.runs_on(device):
+        raise LatencyError(f"the {record.name} backend times on {' or '.join(record.devices)} devices only, not on "
+                           f"'{device}'; give such a device or use latency_backend='pytorch'.")
 
 
 def make_measurer(backend="auto", device="cpu", precision="fp32", **timing):
     """A ``measure(module, input_size) -> ms`` function for lookup-table misses and table generation.
 
-    ``measure.device`` names the device the entries are timed on (for onnxruntime without its CUDA provider:
-    the CPU, see :func:`ort_device`), ``measure.torch_device`` is that device.
+    ``measure.device`` names the device the entries are timed on (the backend's ``timing_device``: for
+    onnxruntime without its CUDA provider the CPU, see :func:`ort_device`), ``measure.torch_device`` is that
+    device.
     """
     backend = resolve_backend(backend, device)
-    device = ort_device(device) if backend == "onnxruntime" else resolve_device(device)
+    device = backend_record(backend).timing_device(device)
 
     def measure(module, input_size):
         return measure_latency(module, input_size, backend=backend, device=device, precision=precision,
@@ -606,3 +670,75 @@ def make_measurer(backend="auto", device="cpu", precision="fp32", **timing):
     measure.timing = dict(TIMING_DEFAULTS, **timing)     # recorded in a table's meta
     measure.torch_device = device
     return measure
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One latency backend: everything the rest of the project asks about it, so that adding one is one row.
+
+    ``measure(model, input_size, device=, precision=, **options)`` returns a :class:`Timing` named ``name`` and
+    refuses in one sentence what it cannot do (:func:`require_available` says what it needs); it also receives
+    PyTorch's ``channels_last`` and ``cuda_graphs`` options, which a backend without them accepts and ignores.
+    """
+    name: str                   # the value of latency_backend; Timing.backend and a table's meta
+    description: str            # what it times, one line for the docs table
+    needs: str                  # what it needs installed, completing "the <name> backend needs ..."
+    available: Callable         # () -> (usable here, why not)
+    devices: tuple              # the device types it times on; ANY_DEVICE: every device torch runs on
+    precisions: tuple           # the precisions it times, some of PRECISIONS
+    measure: Callable           # see above
+    timing_device: Callable     # device -> the torch.device its timings are made on (a table records it)
+    auto_rank: Optional[int] = None     # 'auto' takes the usable backend of lowest rank on the device; None: never
+    interleaves: bool = False   # measure_interleaved times what measure times: a calibration may interleave pairs
+
+    def __post_init__(self):
+        if self.name == AUTO:
+            raise ValueError(f"'{AUTO}' is the rule that picks a backend; a backend needs another name")
+        if not self.devices:
+            raise ValueError(f"backend {self.name!r}: devices is empty; name the device types it times on")
+        if not self.precisions or not set(self.precisions) <= set(PRECISIONS):
+            raise ValueError(f"backend {self.name!r}: precisions {self.precisions!r} must be some of {PRECISIONS} "
+                             f"(the dtypes make_input makes inputs in)")
+
+    def runs_on(self, device):
+        """Whether it times on ``device`` (a torch.device or its name)."""
+        return ANY_DEVICE in self.devices or torch.device(device).type in self.devices
+
+
+def _torch_available():
+    """(True, ""): the PyTorch backend needs only torch, which this project needs anyway."""
+    return True, ""
+
+
+def _tensorrt_ready():
+    """:func:`tensorrt_available`, looked up when called, so that replacing the module's function (as the tests
+    do) reaches the table too."""
+    return tensorrt_available()
+
+
+# THE latency backends: their order is the order of the names in messages and docs; 'auto' follows auto_rank.
+# The accepted names and their error, 'auto', the dispatch, a table's recorded device, the calibration's pairing
+# and the docs table are read from here; the fallback advice names 'pytorch' on purpose (it always runs).
+BACKENDS = (
+    Backend("pytorch", "eager PyTorch (fp16 on CUDA only; optional channels_last and CUDA graphs)",
+            needs="torch", available=_torch_available, devices=(ANY_DEVICE,), precisions=PRECISIONS,
+            measure=measure_pytorch, timing_device=resolve_device, auto_rank=1, interleaves=True),
+    Backend("onnxruntime", "ONNX Runtime on the ONNX export (checked against PyTorch); CUDA with onnxruntime-gpu, "
+                           "else the CPU",
+            needs="onnxruntime (pip install onnxruntime)", available=onnxruntime_available, devices=(ANY_DEVICE,),
+            precisions=("fp32",), measure=measure_onnxruntime, timing_device=ort_device),
+    Backend("tensorrt", "a TensorRT engine built from the ONNX export, timed with CUDA events",
+            needs="TensorRT and a CUDA GPU", available=_tensorrt_ready, devices=("cuda",),
+            precisions=("fp32", "fp16"), measure=measure_tensorrt, timing_device=resolve_device, auto_rank=0),
+)
+
+
+def backends_markdown():
+    """The backends table of docs/usage.md, made from :data:`BACKENDS` (a test checks the docs hold it as made)."""
+    order = {record.name: str(place) for place, record in enumerate(_auto_order(), start=1)}
+    lines = ["| `latency_backend` | what it times | needs | devices | precisions | `'auto'` tries it |",
+             "|---|---|---|---|---|---|"]
+    for record in BACKENDS:
+        lines.append(f"| `'{record.name}'` | {record.description} | {record.needs} | {', '.join(record.devices)} | "
+                     f"{', '.join(record.precisions)} | {order.get(record.name, 'never')} |")
+    return "\n".join(lines)

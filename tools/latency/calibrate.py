@@ -1,4 +1,4 @@
-"""Calibrating a lookup table against whole networks measured on the same machine (issue 17).
+"""Calibrating a lookup table against whole networks measured on the same machine.
 
 The table's premise is that a network's latency is the sum of its operators' latencies, each timed alone. On a
 GPU that held (the published 1080Ti table); on a 2-thread CPU the sum misses by 10-40 % in a direction that
@@ -16,11 +16,11 @@ slice by slice (:func:`interleaved_pair_measurer`): the ratio of the two is take
 sides sample alike, so a slow or fast phase of the machine (on a shared 2-core VM the same network's latency
 drifts by 1.5x over tens of seconds) cancels out of it. ``scale`` = the mean of these paired ratios is stored in
 ``meta["calibration"]`` with the networks' figures, and every lookup returns ``entry x scale``.
-History (docs/benchmarks.md, issue 17): a first version divided the whole networks' latency by the table's
-stored sums; measured in one 20-second window, it carried that window's speed into the scale (1.25 and 1.55
-for the same kind of table). The next timed the network and then its entries right after it (still the way for
-backends other than PyTorch eager): one table recalibrated four times got 1.10-1.22 (sd 0.053); interleaved,
-1.168-1.183 (sd 0.006).
+History (docs/benchmarks.md): a first version divided the whole networks' latency by the table's stored sums;
+measured in one 20-second window, it carried that window's speed into the scale (1.25 and 1.55 for the same
+kind of table). The next timed the network and then its entries right after it (still the way for backends
+whose ``Backend.interleaves`` is False): one table recalibrated four times got 1.10-1.22 (sd 0.053);
+interleaved, 1.168-1.183 (sd 0.006).
 """
 import datetime
 
@@ -30,6 +30,7 @@ from tools.latency.expected import derived_specs, table_has_glue
 from tools.latency.table import fill_table
 from tools.models.derive import DerivationError
 from tools.models.derived import Network_Multi_Path_Infer
+from tools.ops.primitives import OPERATORS
 
 WIDTHS = (4. / 12, 6. / 12, 8. / 12, 10. / 12, 1.)
 CALIBRATION_SEED = 1000     # bench_lut_fidelity draws its test networks from seeds 0, 1, 2, ...
@@ -38,22 +39,11 @@ PAIR_SLICES = 5             # slices per network and entry when a pair is timed 
 
 def random_network(seed, layers=16, Fch=12, width_mult_list=WIDTHS, stem_head_width=(8. / 12, 8. / 12),
                    num_classes=19):
-    """A derived network (eval mode, no aux heads) from random architecture parameters; None when the
-    derivation rules reject them.
-
-    alphas/betas/ratios ~ N(0, scale^2) with scale 0.5, 1 or 3 by seed, plus a per-architecture preference for
-    thin or wide widths and light or heavy operators (as searches under different latency weights would give);
-    lasts [2, 1] (three seeds in four) or [2, 0].
+    """A derived network (eval mode, no aux heads) from random architecture parameters
+    (:func:`random_arch_parameters`); None when the derivation rules reject them. lasts [2, 1] (three seeds in
+    four) or [2, 0].
     """
-    generator = torch.Generator().manual_seed(seed)
-    scale = (0.5, 1.0, 3.0)[seed % 3]
-    widths = len(width_mult_list)
-    width_bias = 4 * (torch.rand(1, generator=generator) - 0.5) * torch.linspace(-1, 1, widths)
-    op_bias = 2 * torch.randn(5, generator=generator)
-    alphas = [scale * torch.randn(layers - k, 5, generator=generator) + op_bias for k in range(3)]
-    betas = [None] + [scale * torch.randn(layers - k, 2, generator=generator) for k in (2, 3)]
-    ratios = [scale * torch.randn(n, widths, generator=generator) + width_bias
-              for n in (layers - 1, layers - 1, layers - 2)]
+    alphas, betas, ratios = random_arch_parameters(seed, layers, len(width_mult_list))
     lasts = [2, 1] if seed % 4 else [2, 0]
     try:
         net = Network_Multi_Path_Infer(alphas, betas, ratios, num_classes=num_classes, layers=layers, Fch=Fch,
@@ -62,6 +52,25 @@ def random_network(seed, layers=16, Fch=12, width_mult_list=WIDTHS, stem_head_wi
         return net.build_structure(lasts).eval()
     except DerivationError:
         return None
+
+
+def random_arch_parameters(seed, layers=16, widths=len(WIDTHS)):
+    """(alphas, betas, ratios) of a random architecture of the search space, one alpha column per operator of
+    ``OPERATORS`` (tools/ops/primitives.py), so a changed operator table changes the draws with it.
+
+    alphas/betas/ratios ~ N(0, scale^2) with scale 0.5, 1 or 3 by seed, plus a per-architecture preference for
+    thin or wide widths and light or heavy operators (as searches under different latency weights would give).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    scale = (0.5, 1.0, 3.0)[seed % 3]
+    operators = len(OPERATORS)
+    width_bias = 4 * (torch.rand(1, generator=generator) - 0.5) * torch.linspace(-1, 1, widths)
+    op_bias = 2 * torch.randn(operators, generator=generator)
+    alphas = [scale * torch.randn(layers - k, operators, generator=generator) + op_bias for k in range(3)]
+    betas = [None] + [scale * torch.randn(layers - k, 2, generator=generator) for k in (2, 3)]
+    ratios = [scale * torch.randn(n, widths, generator=generator) + width_bias
+              for n in (layers - 1, layers - 1, layers - 2)]
+    return alphas, betas, ratios
 
 
 def random_networks(count, first_seed=0, **network):
@@ -114,19 +123,27 @@ def entry_measurer(table, budget_s=0.1, calib_s=0.02):
     return measure
 
 
+def _interleaves(backend):
+    """Whether backend ``backend`` times what :func:`tools.latency.backends.measure_interleaved` times (its row's
+    ``interleaves``), so that the pairs may be timed slice by slice."""
+    from tools.latency import backends
+    return any(record.name == backend and record.interleaves for record in backends.BACKENDS)
+
+
 def interleaved_pair_measurer(table, budget_s=1.0, entry_budget_s=0.1, slices=PAIR_SLICES, calib_s=0.05):
     """``measure(net, specs, input_size) -> (whole ms, {key: ms})``: the network and each of its entries timed
     in turn, slice by slice (:func:`tools.latency.backends.measure_interleaved`), so the two sides of a paired
-    ratio see the same phases of the machine; None when the table's measurer is not the PyTorch backend (then
-    the pair is timed one after the other, :func:`network_measurer` and :func:`entry_measurer`).
+    ratio see the same phases of the machine; None when the table's measurer is not a backend measurer whose
+    backend interleaves (then the pair is timed one after the other, :func:`network_measurer` and
+    :func:`entry_measurer`).
 
     Why: timed one after the other (the network for ``budget_s``, then its ~40 entries for 0.1 s each), the two
     sides of a pair fell in different phases often enough that one network's ratio read 1.10 in one pass and
     1.58 in the next while its whole time moved by 2 %; one table recalibrated four times got scales of
-    1.10-1.22 that way and 1.168-1.183 interleaved (docs/benchmarks.md, issue 17).
+    1.10-1.22 that way and 1.168-1.183 interleaved (docs/benchmarks.md).
     """
     measurer = table.measurer
-    if getattr(measurer, "backend", None) != "pytorch" or not hasattr(measurer, "torch_device"):
+    if not hasattr(measurer, "torch_device") or not _interleaves(measurer.backend):
         return None
     timing = getattr(measurer, "timing", {})
     entry_budget_s = min(entry_budget_s, timing.get("budget_s", entry_budget_s))

@@ -9,9 +9,16 @@ this project (the Blueoil-style "train, then convert into something that runs wi
 * ``meta.json``: class names, colours, ignore value, mean/std, channel order, input size, the arch and run it
   came from, the exporter, and the val mIoU of each model file, measured by the project's evaluator running the
   ONNX Runtime session (:class:`OrtNetwork`);
-* ``predict.py`` (a copy of tools/latency/deploy_predict.py, which needs only onnxruntime, opencv and numpy) and
-  ``legend.png``;
+* ``predict.py`` (a copy of tools/latency/deploy_predict.py, which needs only onnxruntime, opencv and numpy), the
+  ``image_files.py`` it imports (a copy of tools/utils/image_files.py: damaged images are refused as in training)
+  and ``legend.png``;
 * with ``tensorrt`` and where TensorRT is installed, ``model_<precision>.engine`` and its measured latency.
+
+A deployment folder holds the files of one export only (meta.json's ``files`` lists them): the export is written
+to a new folder beside ``out_dir`` that then takes its place, so a new export into the folder of an earlier one
+leaves none of the earlier files (an fp32-only export after an int8 one: no model_int8.onnx), and a failed export
+leaves the earlier folder as it was. A folder holding anything else (or that is no deployment folder and not
+empty) is refused in one sentence and left untouched.
 
 Exporting the untrained (randomly initialised) network is refused unless asked for by name (``random_weights``).
 """
@@ -24,9 +31,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tools.utils.errors import UserError
 from tools.data.datasets import (dataset_from_config, label_set_from_config, read_file_list, read_image,
                                  training_image_size)
-from tools.utils.fileio import atomic_write, copy_file, write_json, write_png
+from tools.utils import image_files
+from tools.utils.fileio import atomic_folder, atomic_write, copy_file, is_temp_file, write_json, write_png
 from tools.data.transforms import SIZE_DIVISOR, ceil_to_multiple, normalize
 from tools.data.visualize import legend
 from tools.engine.evaluator import Evaluator
@@ -38,11 +47,17 @@ from tools.models.build import arch_name, derived_from_config
 META_NAME = "meta.json"
 FP32_NAME = "model.onnx"
 INT8_NAME = "model_int8.onnx"
+PREDICT_NAME = "predict.py"
+LEGEND_NAME = "legend.png"
+DEPLOY_FORMAT = "fasterseg-deployment"
 PREDICT_TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "deploy_predict.py")
+# predict.py refuses damaged images with the project's own check: a copy of tools/utils/image_files.py beside it
+IMAGE_FILES_NAME = "image_files.py"
+IMAGE_FILES_SOURCE = image_files.__file__
 EXPORTERS = ("dynamo", "torchscript")
 
 
-class DeployError(ValueError):
+class DeployError(UserError, ValueError):
     """An export that cannot (or should not) be made; one sentence saying what to do."""
 
 
@@ -179,7 +194,7 @@ def deployment_meta(config, label_set, arch_idx, weights, size, dynamic, argmax,
                     dynamic_hw=False):
     """The contents of meta.json (see the module docstring)."""
     return {
-        "format": "fasterseg-deployment", "version": 1,
+        "format": DEPLOY_FORMAT, "version": 1,
         "classes": {"names": list(label_set.names), "colors": [list(map(int, c)) for c in label_set.colors],
                     "num_classes": int(label_set.num_classes), "ignore_value": int(config.ignore_label),
                     "background": int(config.get("background", -1))},
@@ -226,33 +241,76 @@ def export_deployment(weights, out_dir, preset=None, overrides=(), arch_idx=None
         raise DeployError(f"export size {size[0]}x{size[1]} is not a multiple of {SIZE_DIVISOR}; pass --size with "
                           f"multiples of {SIZE_DIVISOR}.")
     label_set = label_set_from_config(config)
-    os.makedirs(out_dir, exist_ok=True)
-    files = {"fp32": os.path.join(out_dir, FP32_NAME)}
-    export_model(model, files["fp32"], size, dynamic, argmax, opset, exporter, dynamic_hw)
-    log(f"{files['fp32']}: fp32 ({exporter} exporter), checked against PyTorch")
-    models = {"fp32": {"file": FP32_NAME}}
-    if int8:
-        from tools.latency.fast import quantize_onnx_int8
-        files["int8"] = os.path.join(out_dir, INT8_NAME)
-        quantize_onnx_int8(files["fp32"], files["int8"], calibration_images(config, calib_images, size))
-        models["int8"] = {"file": INT8_NAME, "calibration_images": min(calib_images, len(
-            read_file_list(config.train_source))), "calibration_list": config.train_source}
-        log(f"{files['int8']}: int8, calibrated on {models['int8']['calibration_images']} images of "
-            f"{config.train_source}")
-    if evaluate:
-        dataset = dataset_from_config(config, "val")
-        for kind, file in files.items():
-            models[kind]["val_mIoU"] = onnx_val_miou(file, config, dataset)
-            log(f"{os.path.basename(file)}: val mIoU {models[kind]['val_mIoU']:.4f} on {config.eval_source}")
-    meta = deployment_meta(config, label_set, arch_idx, path, size, dynamic, argmax, opset, models, exporter,
-                           dynamic_hw)
-    if tensorrt:
-        meta["tensorrt"] = tensorrt_engine(files["fp32"], out_dir, tensorrt, size, log)
-    write_json(os.path.join(out_dir, META_NAME), meta)
-    copy_file(PREDICT_TEMPLATE, os.path.join(out_dir, "predict.py"))
-    write_png(os.path.join(out_dir, "legend.png"), legend(label_set.names, label_set.colors,
-                                                          config.get("background", -1)))
+    if os.path.lexists(out_dir):
+        replaceable_files(out_dir)          # refused now, not after minutes of exporting
+    with atomic_folder(out_dir, replaceable_files) as stage:     # out_dir is replaced only when all is written
+        files = {"fp32": os.path.join(stage, FP32_NAME)}
+        export_model(model, files["fp32"], size, dynamic, argmax, opset, exporter, dynamic_hw)
+        log(f"{os.path.join(out_dir, FP32_NAME)}: fp32 ({exporter} exporter), checked against PyTorch")
+        models = {"fp32": {"file": FP32_NAME}}
+        if int8:
+            from tools.latency.fast import quantize_onnx_int8
+            files["int8"] = os.path.join(stage, INT8_NAME)
+            quantize_onnx_int8(files["fp32"], files["int8"], calibration_images(config, calib_images, size))
+            models["int8"] = {"file": INT8_NAME, "calibration_images": min(calib_images, len(
+                read_file_list(config.train_source))), "calibration_list": config.train_source}
+            log(f"{os.path.join(out_dir, INT8_NAME)}: int8, calibrated on {models['int8']['calibration_images']} "
+                f"images of {config.train_source}")
+        if evaluate:
+            dataset = dataset_from_config(config, "val")
+            for kind, file in files.items():
+                models[kind]["val_mIoU"] = onnx_val_miou(file, config, dataset)
+                log(f"{os.path.basename(file)}: val mIoU {models[kind]['val_mIoU']:.4f} on {config.eval_source}")
+        meta = deployment_meta(config, label_set, arch_idx, path, size, dynamic, argmax, opset, models, exporter,
+                               dynamic_hw)
+        if tensorrt:
+            meta["tensorrt"] = tensorrt_engine(files["fp32"], stage, tensorrt, size, log)
+        meta["files"] = listed_files(meta)
+        write_json(os.path.join(stage, META_NAME), meta)
+        copy_file(PREDICT_TEMPLATE, os.path.join(stage, PREDICT_NAME))
+        copy_file(IMAGE_FILES_SOURCE, os.path.join(stage, IMAGE_FILES_NAME))
+        write_png(os.path.join(stage, LEGEND_NAME), legend(label_set.names, label_set.colors,
+                                                           config.get("background", -1)))
     return meta
+
+
+def listed_files(meta):
+    """The names of the files of a deployment folder, from its meta.json: its ``files`` list, or for a folder
+    written before that list existed, its model files, TensorRT engine, meta.json, predict.py (and its
+    image_files.py) and legend.png."""
+    if isinstance(meta.get("files"), list):
+        return sorted(meta["files"])
+    models = [model.get("file") for model in (meta.get("models") or {}).values() if isinstance(model, dict)]
+    engine = [meta["tensorrt"].get("file")] if isinstance(meta.get("tensorrt"), dict) else []
+    return sorted(name for name in set(models + engine + [META_NAME, PREDICT_NAME, IMAGE_FILES_NAME, LEGEND_NAME])
+                  if isinstance(name, str))
+
+
+def replaceable_files(out_dir):
+    """The names in ``out_dir`` that a new export may delete: all of them when it is empty or a deployment folder
+    an export wrote (its meta.json lists them; temporary files of a killed write count as its own). A folder
+    holding anything else is refused, so that no export deletes a file it did not write."""
+    if not os.path.isdir(out_dir):
+        raise DeployError(f"{out_dir} exists and is not a folder; choose another --out.")
+    present = set(os.listdir(out_dir))
+    if not present:
+        return present
+    try:
+        meta = read_meta(out_dir)
+    except (OSError, ValueError):
+        meta = None
+    if not isinstance(meta, dict) or meta.get("format") != DEPLOY_FORMAT:
+        raise DeployError(f"{out_dir} is not empty and is not a deployment folder (it has no {META_NAME} of an "
+                          f"export); choose another --out, or an empty folder, since an export replaces the whole "
+                          f"folder.")
+    owned = set(listed_files(meta))
+    foreign = sorted(name for name in present if (name not in owned and not is_temp_file(name))
+                     or os.path.isdir(os.path.join(out_dir, name)))
+    if foreign:
+        raise DeployError(f"deployment folder {out_dir} also holds files no export wrote ({', '.join(foreign)}); "
+                          f"move them elsewhere or choose another --out, since an export replaces the whole folder "
+                          f"and deletes only its own files.")
+    return present
 
 
 def tensorrt_engine(onnx_path, out_dir, precision, size, log=print):

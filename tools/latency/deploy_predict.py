@@ -14,6 +14,7 @@ model takes any size. Each image gives ``<name>_labels.png`` (the class index of
 size. The FPS of the model (normalisation, ONNX Runtime, argmax) is printed at the end.
 """
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -25,6 +26,23 @@ import numpy as np
 import onnxruntime as ort
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _image_files():
+    """The copy of tools/utils/image_files.py beside predict.py in a deployment folder (loaded by path: predict.py
+    may be run from any folder); this template, run inside the repository, uses the original."""
+    path = os.path.join(HERE, "image_files.py")
+    if not os.path.isfile(path):
+        from tools.utils import image_files
+        return image_files
+    spec = importlib.util.spec_from_file_location("image_files", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+decode_file = _image_files().decode_file
+TRACEBACK_ENV = "FASTERSEG_TRACEBACK"             # as in the project: set to 1 to see every traceback
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
@@ -33,14 +51,24 @@ class Segmenter:
     """The model of a deployment folder: RGB uint8 image in, class map (uint8) out."""
 
     def __init__(self, folder=HERE, model=None, threads=None, native=False):
-        with open(os.path.join(folder, "meta.json")) as handle:
-            self.meta = json.load(handle)
+        meta_path = os.path.join(folder, "meta.json")
+        with open(meta_path) as handle:
+            try:
+                self.meta = json.load(handle)
+            except ValueError as error:
+                fail(f"{meta_path} is not valid JSON ({error}); export the folder again with latency/export_onnx.py.")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         path = os.path.join(folder, model or self.meta["models"]["fp32"]["file"])
+        if not os.path.isfile(path):
+            models = ", ".join(sorted(name for name in os.listdir(folder) if name.endswith(".onnx")))
+            fail(f"model {path} does not exist; give --model a model file of this folder ({models}).")
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-        self.session = ort.InferenceSession(path, options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(path, options, providers=providers)
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own types for a damaged model
+            fail(f"model {path} cannot be loaded ({str(error).strip().splitlines()[0]}); export the folder again.")
         spec = self.meta["input"]
         self.input_name = spec["name"]
         self.mean = np.asarray(spec["mean"], np.float32)
@@ -110,21 +138,21 @@ def collect(inputs):
         elif os.path.isdir(path):
             names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS))
             if not names:
-                sys.exit(f"folder {path} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+                fail(f"folder {path} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
             items += [("image", os.path.join(path, n)) for n in names]
         elif not os.path.isfile(path):
-            sys.exit(f"input {path} does not exist.")
+            fail(f"input {path} does not exist.")
         elif path.lower().endswith(IMAGE_EXTENSIONS):
             items.append(("image", path))
         elif path.lower().endswith(VIDEO_EXTENSIONS):
             items.append(("video", path))
         else:
-            sys.exit(f"input {path} is neither an image, a video nor a camera index.")
+            fail(f"input {path} is neither an image, a video nor a camera index.")
     seen = {}
     for kind, source in items:              # a/x.jpg and b/x.png would overwrite each other's outputs
         key = (kind == "image", output_stem(source))
         if key in seen:
-            sys.exit(f"inputs {seen[key]} and {source} would both write {key[1]}_* files; predict them into "
+            fail(f"inputs {seen[key]} and {source} would both write {key[1]}_* files; predict them into "
                      f"separate --output folders, or rename one.")
         seen[key] = source
     return items
@@ -137,13 +165,18 @@ def output_stem(source):
 
 def write(path, image):
     if not cv2.imwrite(path, image):
-        sys.exit(f"cannot write {path}.")
+        fail(f"cannot write {path} (disk full or folder not writable); free space or choose another --output.")
+
+
+def fail(sentence):
+    """Stop with the project's one line for a user error (tools/utils/cli.py): ``error: ...``, exit code 1."""
+    sys.exit(f"error: {sentence}")
 
 
 def predict_image(segmenter, path, out_dir):
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    bgr, problem = decode_file(path, cv2.IMREAD_COLOR)
     if bgr is None:
-        sys.exit(f"image {path} cannot be read.")
+        fail(f"image {path} cannot be read ({problem}); replace it or leave it out.")
     rgb = np.ascontiguousarray(bgr[:, :, ::-1])
     classes = segmenter.classes(rgb)
     stem = output_stem(path)
@@ -155,7 +188,7 @@ def predict_image(segmenter, path, out_dir):
 def predict_stream(segmenter, source, out_dir, max_frames=None):
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
-        sys.exit(f"{'camera' if isinstance(source, int) else 'video'} {source} cannot be opened.")
+        fail(f"{'camera' if isinstance(source, int) else 'video'} {source} cannot be opened.")
     stem = output_stem(source)
     path = os.path.join(out_dir, stem + "_overlay.mp4")
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
@@ -209,5 +242,23 @@ def main(argv=None):
     return written
 
 
+def run_script(main):
+    """The project's one handler (tools/utils/cli.py), without the project's code: a missing or unreadable file
+    is one line and exit code 1, Ctrl-C 130; anything else keeps its traceback."""
+    if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+        main()
+        return 0
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C).", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as error:
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}; check the path and its permissions.", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

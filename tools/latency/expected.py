@@ -52,7 +52,7 @@ def derived_specs(net, size, legacy_b1=False, legacy_b2=False, glue=False):
     """[(part, OpSpec)] of every table read of a built derived network, in the original's order.
 
     ``glue``: also the upsamplings and concatenations between the modules and the final x8 upsampling (part
-    "glue", issue 17), read only from tables that hold them (``table_has_glue``); the original read none.
+    "glue"), read only from tables that hold them (``table_has_glue``); the original read none.
     The returned size is the head's output (before the final upsampling), as the original's.
     """
     _, H, _ = size
@@ -109,7 +109,7 @@ def derived_specs(net, size, legacy_b1=False, legacy_b2=False, glue=False):
 
 
 def table_has_glue(table):
-    """Whether a table's estimates include the glue (its meta says ``"glue": true``; issue 17)."""
+    """Whether a table's estimates include the glue (its meta says ``"glue": true``)."""
     return bool(getattr(table, "meta", {}).get("glue"))
 
 

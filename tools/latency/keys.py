@@ -16,7 +16,7 @@ original's table script did):
   BasicResidual2x, BasicResidual_downup_2x)
 * ``<op>_H%d_W%d_Cin%d_Cout%d_stride%d`` for those whose ``latency_key`` is "reduce" (FactorizedReduce)
 * ``ff_H%d_W%d_C%d`` (FeatureFusion) and ``head_H%d_W%d_Cin%d_Cout%d`` (Head)
-* glue (not in the original's table; issue 17): ``interp_H%d_W%d_C%d_factor%d`` (bilinear upsampling by an integer
+* glue (not in the original's table): ``interp_H%d_W%d_C%d_factor%d`` (bilinear upsampling by an integer
   factor, align_corners=True, as the derived network's refinements and its final x8) and
   ``cat_H%d_W%d_Cin%d_Cout%d`` (a channel concatenation whose first part has Cin of the Cout channels). The
   original's estimate skipped them; on a CPU they are ~5-15 % of a small network. Tables that hold them say so
@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tools.utils.errors import UserError
 from tools.ops.heads import FeatureFusion, Head
 from tools.ops.primitives import OPERATOR_KINDS, OPERATORS, ConvNorm
 
@@ -43,7 +44,7 @@ CELL_TABLE_ORDER = tuple(op.kind for op in OPERATORS if op.latency_key == "resid
     op.kind for op in OPERATORS if op.latency_key != "residual")
 
 
-class LatencyKeyError(ValueError):
+class LatencyKeyError(UserError, ValueError):
     """A module the latency code cannot key, or an input size the module cannot take."""
 
 
@@ -275,7 +276,7 @@ def original_table_specs(height=1024, width=2048, fch_cells=(12,), fch_heads=(8,
 
 
 def glue_table_specs(height, width, fch_heads=(8, 12), widths=ORIGINAL_WIDTHS, fch_max=12, num_classes=19):
-    """[(section, OpSpec)] of the glue a derived network runs around the table's modules (issue 17).
+    """[(section, OpSpec)] of the glue a derived network runs around the table's modules.
 
     For each head width: the x2 upsampling after each attention (1/32 -> 1/16 and 1/16 -> 1/8), the concatenation
     before each refinement (with a 1/16 or 1/8 feature of every cell width), and the concatenation of 1-3

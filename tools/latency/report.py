@@ -69,7 +69,7 @@ def describe(net, config, input_size):
 
 
 def latency_fields(net, config, table, device, input_size):
-    """The issue-4 additions: table estimate, measured latency and FPS, backend, device, precision."""
+    """What the original's report lacks: table estimate, measured latency and FPS, backend, device, precision."""
     backend = resolve_backend(config.latency_backend, device)
     fields = {"lut_latency_ms": None, "lut_table": None, "latency_ms": None, "fps": None, "backend": backend,
               "device": device_name(device), "precision": config.precision}

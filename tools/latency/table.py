@@ -10,7 +10,7 @@ renamed.
 
 Keys are the original's (see :mod:`tools.latency.keys`), so the published 1080Ti table imports unchanged.
 
-Fidelity on a CPU (issue 17). A table made by this project also records (meta):
+Fidelity on a CPU. A table made by this project also records (meta):
 
 * ``glue: true`` -- it holds the upsamplings and concatenations between the modules (``interp_*``, ``cat_*``), and
   derived-network estimates read them (:func:`tools.latency.expected.derived_latency`);
@@ -18,7 +18,7 @@ Fidelity on a CPU (issue 17). A table made by this project also records (meta):
   timed in that many passes over the table, each in a shuffled order, and keeps the median of its passes
   (``passes: "median"``, :func:`fill_table`), so a slow or fast phase of the machine (tens of seconds on a shared
   2-core VM) neither moves a run of neighbouring entries together nor puts the table at the machine's best
-  phase. Tables of 2026-12-03 have no ``passes``: their entries kept their fastest pass;
+  phase. Tables made before ``passes`` was recorded have none: their entries kept their fastest pass;
 * ``calibration`` -- ``scale``: the mean ratio of a few random networks of the search space measured whole to the
   sum of their entries timed alone right after them, on the same machine (:mod:`tools.latency.calibrate`). An
   operator timed alone in a loop keeps its weights, input and its threads' share of the data in their caches;
@@ -39,6 +39,7 @@ from contextlib import contextmanager
 
 import torch
 
+from tools.utils.errors import UserError
 from tools.utils.fileio import write_text
 
 TABLE_FORMAT = "fasterseg-latency-table/1"
@@ -58,11 +59,11 @@ ORIGINAL_TABLE_META = {
 NEW_TABLE_META = {"glue": True}   # what a table made by this version holds (see the module docstring)
 
 
-class TableError(ValueError):
+class TableError(UserError, ValueError):
     """A table file that cannot be used (corrupt, wrong kind, another device or resolution)."""
 
 
-class TableMissError(KeyError):
+class TableMissError(UserError, KeyError):
     """A key that is not in the table while measuring misses is forbidden."""
 
     def __str__(self):
@@ -271,8 +272,8 @@ def _note_if_uncalibrated(table, path):
             table.meta.get("backend", "")):
         return
     from tools.latency.backends import say_once
-    say_once(f"note: latency table {path} has no calibration against whole networks (made before issue 17): on a "
-             "CPU its sums can be 10-40 % off the measured latency; it is read as it is. Remake it with "
+    say_once(f"note: latency table {path} has no calibration against whole networks (made before tables recorded "
+             "one): on a CPU its sums can be 10-40 % off the measured latency; it is read as it is. Remake it with "
              "latency/latency_lookup_table.py for calibrated estimates.")
 
 
@@ -319,7 +320,7 @@ def fill_table(table, specs, progress=True, save_every=1, rounds=1, seed=0):
     is listed in grid order, where neighbours are similar operators; a slow or fast phase of the machine (tens of
     seconds on a shared 2-core VM) would otherwise move a run of them together, and a network reading several
     would be off as a whole. The median keeps an entry at the machine's typical speed, which is what a network
-    measured over a while sees (the fastest pass, kept until 2026-12-04, put every entry at the machine's best
+    measured over a while sees (the fastest pass, which earlier tables kept, put every entry at the machine's best
     phase). Recorded in ``meta["timing"]``: ``rounds``, ``passes`` = "median", ``order`` = "shuffled".
     """
     from tqdm import tqdm

@@ -16,6 +16,7 @@ import os
 import numpy as np
 import torch
 
+from tools.utils.errors import UserError
 from tools.models.derive import choose_lasts, effective_width_mult_list
 from tools.models.genotype import Genotype, GenotypeError, derive_genotype
 from tools.ops.primitives import PRIMITIVES
@@ -28,7 +29,7 @@ GENOTYPE_KEY = "genotype"
 PUBLISHED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "published")
 
 
-class ArchFileError(ValueError):
+class ArchFileError(UserError, ValueError):
     """An arch file that cannot be used; the message names the file and what to do."""
 
 

@@ -23,13 +23,14 @@ import math
 import numpy as np
 import torch.nn.functional as F
 
+from tools.utils.errors import UserError
 from tools.ops.primitives import SKIP
 
 LASTS = (0, 1, 2)
 DERIVATION_MODES = ("sequential", "fresh")
 
 
-class DerivationError(ValueError):
+class DerivationError(UserError, ValueError):
     """The architecture parameters cannot be turned into a network (the original fails an assert there)."""
 
 

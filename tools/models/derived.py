@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tools.utils.errors import UserError
 from tools.init_func import init_weight
 from tools.models.archfile import record_genotype
 from tools.models.derive import LASTS, DerivationError
@@ -29,7 +30,7 @@ from tools.ops.primitives import OPERATORS, BasicResidual2x, ConvNorm
 BatchNorm2d = nn.BatchNorm2d
 
 
-class InputSizeError(ValueError):
+class InputSizeError(UserError, ValueError):
     """An input whose height or width the network cannot process."""
 
 

@@ -8,8 +8,10 @@ import copy
 
 import torch
 
+from tools.utils.errors import UserError
 
-class FlopsError(RuntimeError):
+
+class FlopsError(UserError, RuntimeError):
     """thop cannot be imported; the message says what to install."""
 
 

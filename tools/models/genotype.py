@@ -10,13 +10,14 @@ their tensors when they are read (tools/models/archfile.py ``record_genotype``).
 """
 from dataclasses import dataclass, replace
 
+from tools.utils.errors import UserError
 from tools.models.derive import LASTS, derive_all, effective_width_mult_list, path2downs
 from tools.ops.primitives import PRIMITIVES
 
 PLAIN_KEYS = ("ops", "paths", "widths", "lasts", "width_mult_list", "layers")
 
 
-class GenotypeError(ValueError):
+class GenotypeError(UserError, ValueError):
     """A stored genotype that does not describe three consistent branches."""
 
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tools.utils.errors import UserError
 from tools.init_func import init_weight  # noqa: F401  (re-exported: the supernet's init)
 from tools.ops.heads import Head
 from tools.ops.primitives import OPERATORS, PRIMITIVES, BasicResidual2x, ConvNorm
@@ -32,11 +33,11 @@ PRUN_MODES = ("max", "min", "random", "arch_ratio")
 KEEP = "keep"   # sampling()/select(): leave the current width mode as it is
 
 
-class InputSizeError(ValueError):
+class InputSizeError(UserError, ValueError):
     """An input whose height or width the network cannot process."""
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A supernet configuration the original would only fail on deep inside a forward pass."""
 
 

@@ -12,6 +12,8 @@ Replaces ``main()`` of the original search/train_search.py with the same work fl
   weight; ``weights.pt``, ``arch_{idx}.pt`` and ``arch_{idx}_{epoch}.pt``. (``pretrain=False`` searches from
   a Kaiming initialisation.)
 * folders ``search-<save>-YYYYMMDD-HHMMSS`` under ``output_root``, ``log.txt``, TensorBoard, tqdm.
+* lr x ``lr_decay`` (0.978) after every epoch; ``lr_schedule`` takes the training's schedules too
+  (tools/engine/recipe.py ``LR_SCHEDULES``, stepped by the run by their unit).
 
 Beyond the original, from the shared run lifecycle (tools/engine/run.py): ``config.json``, a lock, ``FAILED`` /
 ``DONE`` markers, and ``checkpoint.pt`` while the run is unfinished (model with the arch parameters, SGD, lr
@@ -30,6 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from tools.utils.errors import UserError
 from tools.data.datasets import dataset_from_config, read_file_list
 from tools.data.loader import get_train_loader
 from tools.engine.distributed import resolve_device
@@ -48,7 +51,7 @@ WEIGHTS_NAME = "weights.pt"
 SUPERNET_KEYS = ("num_classes", "layers", "Fch", "width_mult_list", "prun_modes", "stem_head_width")
 
 
-class SearchSetupError(ValueError):
+class SearchSetupError(UserError, ValueError):
     """A pretrain/search setting that cannot work; the message names the key or file and what to do."""
 
 
@@ -234,7 +237,7 @@ class SearchRun(Run):
             warn_if_unfinished(self.logger, "pretrain", config.pretrain)
         self.optimizer = weight_optimizer(self.model, config.lr, config.momentum, config.weight_decay)
         self.optimizers = {"weights": self.optimizer}
-        self.schedulers = {"lr": build_lr_scheduler(self.optimizer, config)}
+        self.schedulers = {"lr": build_lr_scheduler(self.optimizer, config)}   # stepped by the run, by its unit
         if self.searching and self.table is None:
             self.table = open_latency_table(config, self.device, self.run_dir)
         self.architect = None
@@ -274,7 +277,8 @@ class SearchRun(Run):
         self.logger.info("lr: %s | update arch: %s", self.epoch_lr, self.searching)
         stats = train_epoch(self.model, self.optimizer, self.loader_model, self.config.niters_per_epoch,
                             self.pretrain, self.config.grad_clip, self.device, architect=self.architect,
-                            loader_arch=self.loader_arch, writer=self.writer, epoch=epoch, progress=self.progress)
+                            loader_arch=self.loader_arch, writer=self.writer, epoch=epoch, progress=self.progress,
+                            after_step=self.end_iteration)
         self.history["loss"].append(stats.mean_loss)
         self.logger.info("Epoch %d: mean train loss %.4f%s", epoch, stats.mean_loss,
                          f", mean arch loss {stats.mean_loss_arch:.4f}" if self.searching else "")

@@ -4,8 +4,9 @@ Per step (as the original, with its fix 478b026): when searching, one architectu
 (tools/search/architect.py), then one weight step on a train-half batch: the sandwich loss
 (``model._loss(imgs, target, pretrain)``), backward, gradient clipping at ``grad_clip`` and SGD (lr 2e-2 pretrain /
 1e-2 search, momentum 0.9, weight decay 5e-4) over the weights in the original's order (stem, cells,
-refine32, refine16, heads). The learning rate decays by ``lr_decay`` (0.978) per epoch (``ExponentialLR``, built
-by tools/engine/recipe.py and stepped by the run).
+refine32, refine16, heads). The learning rate follows ``lr_schedule`` (tools/engine/recipe.py; by default the
+original's x ``lr_decay`` = 0.978 per epoch), stepped by the run: after the epoch, or, for a per-iteration
+schedule, in the ``after_step`` hook called after every weight step.
 
 Deliberate differences (docs/differences.md, rows S4-S5):
 
@@ -66,8 +67,9 @@ def _batch(iterator, device):
 
 
 def train_epoch(model, optimizer, loader_model, niters, pretrain, grad_clip, device, architect=None,
-                loader_arch=None, writer=None, epoch=0, progress=True, log_every=10):
+                loader_arch=None, writer=None, epoch=0, progress=True, log_every=10, after_step=None):
     """One epoch of ``niters`` steps; the architecture is updated when ``architect`` is given (search).
+    ``after_step()`` is called after every weight step: the run steps its per-iteration schedules there.
 
     TensorBoard (``writer``): ``loss/train`` every step; ``loss_arch/train`` and ``arch/latency_supernet`` every
     ``log_every`` steps, as the original.
@@ -89,6 +91,8 @@ def train_epoch(model, optimizer, loader_model, niters, pretrain, grad_clip, dev
                 writer.add_scalar("loss_arch/train", arch.total, global_step)
                 writer.add_scalar("arch/latency_supernet", arch.latency_supernet, global_step)
         loss = weight_step(model, optimizer, imgs, target, pretrain, grad_clip)
+        if after_step is not None:
+            after_step()
         stats.loss.append(loss)
         if writer is not None:
             writer.add_scalar("loss/train", loss, global_step)

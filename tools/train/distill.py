@@ -3,9 +3,9 @@
 The original builds ``nn.KLDivLoss()`` (default reduction 'mean': the mean over every element N*C*H*W) and calls
 it as ``distill(F.softmax(student, 1).log(), F.softmax(teacher, 1))`` (train/train.py:216). ``softmax().log()``
 underflows to ``-inf`` where a class probability rounds to 0, and ``0 * -inf`` then makes the loss and the
-gradients NaN (FasterSeg users' issue #54). Here the student's log-probabilities come from ``log_softmax``,
-which is finite everywhere and equal to ``log(softmax)`` wherever that one is finite, so the default value is
-the original's number without the NaN.
+gradients NaN (reported upstream: VITA-Group/FasterSeg#54). Here the student's log-probabilities come from
+``log_softmax``, which is finite everywhere and equal to ``log(softmax)`` wherever that one is finite, so the
+default value is the original's number without the NaN.
 
 Two config keys go beyond the original: ``distill_reduction`` ('mean' as the original, 'batchmean' for the
 mathematically proper KL per image, 'pixelmean' for the KL per pixel, 'sum') and ``distill_temperature``
@@ -15,10 +15,12 @@ original). The term is always computed in float32, also under autocast.
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tools.utils.errors import UserError
+
 REDUCTIONS = ("mean", "batchmean", "pixelmean", "sum")
 
 
-class DistillConfigError(ValueError):
+class DistillConfigError(UserError, ValueError):
     """A distillation setting that cannot be used; the message names the config key."""
 
 

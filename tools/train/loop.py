@@ -21,9 +21,9 @@ with "/weights0.pt", silent partial weight loading, test predictions never writt
 """
 import os
 
+from tools.utils.errors import UserError
 from tools.engine import distributed as dist_utils
-from tools.engine.recipe import (LR_SCHEDULES, build_criterion, build_lr_scheduler, per_iteration,
-                                 resolve_fast_path)
+from tools.engine.recipe import build_criterion, build_lr_scheduler, resolve_fast_path
 from tools.engine.run import CHECKPOINT_NAME, Run, warn_if_unfinished
 from tools.engine.run_outputs import append_metrics, best_value, keep_best
 from tools.engine.weights import best_weights_path, save_weights, weights_path
@@ -34,7 +34,7 @@ from tools.train.networks import TEACHER_STAGE, describe_network, load_pretraine
 from tools.train.trainer import Trainer, build_optimizer
 
 
-class TrainSetupError(ValueError):
+class TrainSetupError(UserError, ValueError):
     """A training/evaluation setting that cannot work; the message names the key and the stage that fixes it."""
 
 
@@ -52,13 +52,6 @@ def check_config(config):
     if len(config.arch_idx) > 1 and not config.teacher_path and not config.is_eval:
         raise TrainSetupError(f"mode='student' needs teacher_path=<run folder holding weights0.pt>, written by "
                               f"{TEACHER_STAGE}.")
-    schedule, warmup = config.get("lr_schedule", "exponential"), config.get("warmup_iters", 0)
-    if schedule not in LR_SCHEDULES:
-        raise TrainSetupError(f"lr_schedule={schedule!r} is unknown; use one of {', '.join(LR_SCHEDULES)} "
-                              f"('exponential' is the original's x lr_decay per epoch).")
-    if warmup and schedule == "exponential":
-        raise TrainSetupError(f"warmup_iters={warmup} needs lr_schedule='poly' or 'cosine'; the original's "
-                              f"'exponential' schedule has no warm-up.")
 
 
 def upgrade_training_checkpoint(state):
@@ -132,18 +125,20 @@ class TrainingRun(Run):
         student = dist_utils.wrap_model(self.models[self.trained_idx], self.info, sync_bn=config.sync_bn)
         teacher = self.models[0] if len(self.models) > 1 else None
         optimizer = build_optimizer(student, config)
-        scheduler = build_lr_scheduler(optimizer, config)
-        self.trainer = Trainer(student, optimizer, build_criterion(config, self.batch, self.fast.fused_loss),
+        criterion = build_criterion(config, self.batch, self.fast.fused_loss, self.train_set.class_pixels)
+        if criterion.criterion.weight is not None:
+            self.logger.info("class weights (class_weight=%r): %s", config.class_weight,
+                             ", ".join(f"{w:.2f}" for w in criterion.criterion.weight.tolist()))
+        self.trainer = Trainer(student, optimizer, criterion,
                                self.device, teacher=teacher,
                                distill=build_distillation(config) if teacher is not None else None,
                                aux_weight=config.aux_weight, amp=config.amp or self.fast.bf16,
                                num_classes=config.num_classes,
                                ignore_label=config.ignore_label, writer=self.writer,
-                               nan_path=lambda it: os.path.join(self.run_dir, f"nonfinite_iter{it}.pt"),
-                               lr_scheduler=scheduler if per_iteration(scheduler) else None)
+                               nan_path=lambda it: os.path.join(self.run_dir, f"nonfinite_iter{it}.pt"))
         self.model = self.models[self.trained_idx]
         self.optimizers = {"weights": optimizer}
-        self.schedulers = {"lr": scheduler}
+        self.schedulers = {"lr": build_lr_scheduler(optimizer, config)}     # stepped by the run, by its unit
 
     # ---- modes ------------------------------------------------------------------------------------------
     def execute(self):
@@ -183,7 +178,8 @@ class TrainingRun(Run):
         self.logger.info("epoch %d/%d, lr: %s", epoch + 1, config.nepochs, lr)
         self.writer.add_scalar("lr", lr, epoch)
         loader = epoch_loader(self.train_set, config, self.info, self.batch, epoch)
-        stats = trainer.train_epoch(loader, epoch, config.niters_per_epoch, tuple(self.models))
+        stats = trainer.train_epoch(loader, epoch, config.niters_per_epoch, tuple(self.models),
+                                    after_step=self.end_iteration)
         record = {"epoch": epoch + 1, "lr": lr, "loss": stats["loss"],
                   "train_mIoU": {arch_name(a): v for a, v in stats["mIoU"].items()}}
         for arch_idx, value in stats["mIoU"].items():

@@ -7,8 +7,8 @@ tools/models/build.py). The math is the original's:
   KL distillation of the student's pred8 towards the frozen teacher's output (tools/train/distill.py);
 * the teacher runs in eval mode under ``no_grad`` and is never given to the optimizer;
 * SGD (lr 0.01, momentum 0.9, weight decay 5e-4); the learning rate follows the schedule of
-  tools/engine/recipe.py (the original's x0.992 per epoch, stepped by the run; 'poly' and 'cosine' with a
-  warm-up, per-iteration options of ours, are stepped here after every iteration);
+  tools/engine/recipe.py (the original's x0.992 per epoch), which the run steps: ``train_epoch`` calls its
+  ``after_step`` hook after every optimizer step, where the per-iteration schedules ('poly', 'cosine') move on;
 * the train mIoU of every network is accumulated over the epoch from its pred8 (the original's Seg_Metrics).
 
 Beyond the original: mixed precision (fp16 with a GradScaler on CUDA, bf16 on CPU; losses in float32), and a
@@ -20,12 +20,13 @@ import contextlib
 import torch
 from tqdm import tqdm
 
+from tools.utils.errors import UserError
 from tools.engine import distributed as dist_utils
 from tools.engine.metrics import RunningIoU
 from tools.utils.checkpoint import save_checkpoint
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """The loss became NaN or infinite; the message names the iteration and where the weights were saved."""
 
 
@@ -67,13 +68,11 @@ class Trainer:
     """Trains ``model`` (the teacher alone, or the student) with an optional frozen ``teacher`` for distillation.
 
     ``model`` may be DDP-wrapped (tools.engine.distributed.wrap_model). ``arch_indices`` names the networks in
-    the metrics (teacher 0, student 1), ``nan_path(iteration)`` says where to save on a non-finite loss, and
-    ``lr_scheduler`` (a per-iteration schedule, tools/engine/recipe.py) is stepped after every step.
+    the metrics (teacher 0, student 1) and ``nan_path(iteration)`` says where to save on a non-finite loss.
     """
 
     def __init__(self, model, optimizer, criterion, device, teacher=None, distill=None, aux_weight=0.2,
-                 amp=False, num_classes=19, ignore_label=255, writer=None, nan_path=None, show_progress=True,
-                 lr_scheduler=None):
+                 amp=False, num_classes=19, ignore_label=255, writer=None, nan_path=None, show_progress=True):
         if (teacher is None) != (distill is None):
             raise ValueError("a teacher needs a distillation loss and a distillation loss needs a teacher.")
         self.model = model
@@ -90,7 +89,6 @@ class Trainer:
         self.writer = writer
         self.nan_path = nan_path
         self.show_progress = show_progress
-        self.lr_scheduler = lr_scheduler
         if teacher is not None:
             freeze(teacher)
 
@@ -138,10 +136,11 @@ class Trainer:
         raise NonFiniteLossError(f"the training loss became {float(loss.detach())} at iteration {iteration};{where}"
                                  f" lower lr, turn amp off, or check the labels of this batch.")
 
-    def train_epoch(self, loader, epoch, niters, arch_indices=(1,)):
+    def train_epoch(self, loader, epoch, niters, arch_indices=(1,), after_step=None):
         """Run ``niters`` steps of ``loader``; return {'loss': mean loss, 'mIoU': {arch_idx: train mIoU}}.
 
         ``arch_indices`` lists the networks as the metrics name them: (teacher, student) in student mode.
+        ``after_step()`` is called after every optimizer step: the run steps its per-iteration schedules there.
         """
         self.model.train()
         if self.teacher is not None:
@@ -157,8 +156,8 @@ class Trainer:
             images, target = unpack_batch(next_batch(batches, loader, epoch, step))
             iteration = epoch * niters + step
             result = self.train_step(images, target, iteration)
-            if self.lr_scheduler is not None:
-                self.lr_scheduler.step()
+            if after_step is not None:
+                after_step()
             total += result["loss"]
             target = target.to(self.device)
             metrics[trained_arch].update(result["pred8"].argmax(1), target)

@@ -8,14 +8,20 @@ business (tools/engine), not this module's.
 """
 import os
 import random
+import re
 
 import numpy as np
 import torch
 
+from tools.utils.errors import UserError
 from tools.utils.fileio import atomic_write
+from tools.utils.legacy_files import UnsafeFileError, refused_global
+
+# the start of torch's message for a file weights_only cannot load (its advice, weights_only off, runs it)
+UNSAFE_MARK = "Weights only load failed"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that is missing or cannot be read; the message names the file and what produces it."""
 
 
@@ -24,16 +30,33 @@ def save_checkpoint(obj, path):
     atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
-def load_checkpoint(path, map_location="cpu", produced_by=None):
-    """``torch.load(weights_only=True)`` with a sentence that names the file (and the stage that writes it)."""
+def load_checkpoint(path, map_location="cpu", produced_by=None, what="checkpoint"):
+    """``torch.load(weights_only=True)`` with a sentence that names the file (and the stage that writes it).
+
+    A file that needs a global ``weights_only`` refuses (it could run code) raises :class:`UnsafeFileError`, in
+    the project's words: torch's own message advises turning weights_only off, the one setting that would run it.
+    """
     if not os.path.isfile(path):
         hint = f" It is written by {produced_by}." if produced_by else ""
-        raise CheckpointError(f"checkpoint {path} does not exist.{hint}")
+        raise CheckpointError(f"{what} {path} does not exist.{hint}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"checkpoint {path} cannot be read safely ({error}); "
-                              f"delete it and rerun the stage that writes it.") from error
+    except Exception as error:  # noqa: BLE001 - every failure becomes one sentence naming the file
+        name = refused_global(error)
+        if name is not None:
+            raise UnsafeFileError(path, name, what) from None
+        raise CheckpointError(f"{what} {path} cannot be read ({_reason(error)}: truncated or not a torch file); "
+                              f"rerun the stage that writes it.") from None
+
+
+def _reason(error):
+    """torch's reason for a failed load without its advice: after "Weights only load failed" torch advises turning
+    weights_only off, which would run whatever the file holds; the unpickler's own words are kept."""
+    text = str(error)
+    if UNSAFE_MARK in text:
+        found = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|$)", text, re.S)
+        return " ".join(found.group(1).split()) if found else "not a file of tensors"
+    return text.split(". ")[0].strip()
 
 
 def rng_state():

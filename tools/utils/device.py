@@ -9,10 +9,12 @@ import functools
 
 import torch
 
+from tools.utils.errors import UserError
+
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-class DeviceUnavailableError(ValueError):
+class DeviceUnavailableError(UserError, ValueError):
     """A CUDA device asked for where this torch build sees none; the message says what to use instead."""
 
 

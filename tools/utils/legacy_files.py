@@ -20,8 +20,10 @@ import re
 import numpy as np
 import torch
 
+from tools.utils.errors import UserError
 
-class UnsafeFileError(ValueError):
+
+class UnsafeFileError(UserError, ValueError):
     """A pickled file that needs a callable the project does not allow (it would run code when loaded)."""
 
     def __init__(self, path, global_name, what):
