@@ -127,10 +127,9 @@ class FusedProbOhemCrossEntropy2d(ProbOhemCrossEntropy2d):
         logp = F.log_softmax(pred, dim=1)
         target = target.reshape(pred.size(0), 1, pred.size(2), pred.size(3))
         valid = target.ne(self.ignore_label)
-        logp_true = logp.gather(1, target * valid.long()).reshape(-1)
+        classes = target * valid.long()                 # ignored pixels read class 0, then drop out of ``kept``
+        logp_true = logp.gather(1, classes).reshape(-1)
         kept = self._kept(logp_true, valid.reshape(-1))
-        weight = self.criterion.weight
-        if weight is None:
-            return -(logp_true * kept).sum() / kept.sum()
-        kept = weight.to(logp_true.dtype)[(target * valid.long()).reshape(-1)] * kept
+        if self.criterion.weight is not None:
+            kept = self.criterion.weight.to(logp_true.dtype)[classes.reshape(-1)] * kept
         return -(logp_true * kept).sum() / kept.sum()

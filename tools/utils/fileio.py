@@ -92,17 +92,24 @@ def _disk_error(error):
     return None
 
 
+@contextlib.contextmanager
+def _disk_errors_named(path):
+    """Inside, a disk or permission OSError becomes a :class:`WriteError` naming ``path``."""
+    try:
+        yield
+    except OSError as error:
+        if isinstance(error, UserError) or _disk_error(error) is None:
+            raise
+        raise WriteError(path, error) from error
+
+
 def _temp_beside(path):
     """A new empty temporary file in ``path``'s folder (made if missing); a disk error is a :class:`WriteError`."""
     directory = os.path.dirname(os.path.abspath(path))
-    try:
+    with _disk_errors_named(path):
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + os.path.basename(path) + ".", suffix=TEMP_SUFFIX,
                                    dir=directory)
-    except OSError as error:
-        if _disk_error(error) is None:
-            raise
-        raise WriteError(path, error) from error
     os.close(fd)
     return tmp
 
@@ -136,17 +143,6 @@ def atomic_write(path, write_fn, mode="wb"):
             handle.flush()
             os.fsync(handle.fileno())
     return path
-
-
-@contextlib.contextmanager
-def _disk_errors_named(path):
-    """Inside, a disk or permission OSError becomes a :class:`WriteError` naming ``path``."""
-    try:
-        yield
-    except OSError as error:
-        if isinstance(error, UserError) or _disk_error(error) is None:
-            raise
-        raise WriteError(path, error) from error
 
 
 @contextlib.contextmanager
