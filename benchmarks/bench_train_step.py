@@ -6,10 +6,12 @@ are the published FasterSeg teacher and student (Kaiming init), on random images
 is left out (see bench_loader.py). Defaults are the original sizes: 512x1024 crops, batch 12.
 
 Paths: ``fp32`` (``fast=False``: the original's fp32 eager step), ``fast`` (the default ``fast='auto'`` as
-resolved on this machine: fused OHEM, bf16 autocast where the CPU has native bf16; tools/engine/recipe.py), and
-``amp`` (``amp=True`` alone: fp16 + GradScaler on CUDA, bf16 autocast on CPU, the original's loss). The paths of
-one network are timed in turn, one step each per round, so a drifting machine slows them alike; the figure is
-the median over rounds. Each row gives the achieved GFLOP/s (2 x thop's multiply-adds per image: forward, twice
+resolved on this machine: fused OHEM, bf16 autocast where the CPU has native bf16, freed memory kept by glibc;
+tools/engine/recipe.py), ``amp`` (``amp=True`` alone: fp16 + GradScaler on CUDA, bf16 autocast on CPU, the
+original's loss) and ``fp32_keep`` (the fp32 step with the fast path's allocator setting alone). The allocator
+is process-wide, so it is set before every step as that step's path has it (``keep_freed_memory``; glibc's
+defaults back, heap trimmed, for the others). The paths of one network are timed in turn, one step each per
+round, so a drifting machine slows them alike; the figure is the median over rounds. Each row gives the achieved GFLOP/s (2 x thop's multiply-adds per image: forward, twice
 that for the backward of the trained network, plus the teacher's forward) beside this machine's measured
 2048x2048 matmul rate in fp32 and bf16. Prints a table and writes JSON (default
 benchmarks/results/train_step.json).
@@ -28,7 +30,7 @@ import torch  # noqa: E402
 from easydict import EasyDict  # noqa: E402
 
 from tools.utils.fileio import write_text  # noqa: E402
-from tools.utils.device import cpu_native_bf16  # noqa: E402
+from tools.utils.device import cpu_native_bf16, keep_freed_memory  # noqa: E402
 from tools.engine.distributed import resolve_device  # noqa: E402
 from tools.engine.recipe import build_criterion, resolve_fast_path  # noqa: E402
 from tools.models.archfile import load_arch, published_arch_path  # noqa: E402
@@ -39,7 +41,7 @@ from tools.train.trainer import Trainer, build_optimizer  # noqa: E402
 
 STEM_HEAD = {0: (1.0, 1.0), 1: (8. / 12, 8. / 12)}
 NETWORKS = {"teacher": (0, False), "student": (1, True), "student_alone": (1, False)}   # (arch, distilled)
-PATHS = ("fp32", "fast", "amp")
+PATHS = ("fp32", "fast", "amp", "fp32_keep")
 
 
 def network(arch_idx, device):
@@ -48,18 +50,18 @@ def network(arch_idx, device):
 
 
 def path_settings(path, device):
-    """(fused loss, autocast) of a precision path on ``device``."""
+    """(fused loss, autocast, freed memory kept) of a path on ``device``."""
     if path == "fast":
         fast = resolve_fast_path("auto", device)
-        return fast.fused_loss, fast.bf16
-    return False, path == "amp"
+        return fast.fused_loss, fast.bf16, fast.keep_memory
+    return False, path == "amp", path == "fp32_keep"
 
 
 def make_trainer(name, device, path, height, width, batch):
     config = EasyDict(lr=0.01, momentum=0.9, weight_decay=5e-4, image_height=height, image_width=width,
                       gt_down_sampling=1, ignore_label=255)
     arch_idx, distilled = NETWORKS[name]
-    fused, amp = path_settings(path, device)
+    fused, amp, _ = path_settings(path, device)
     model = network(arch_idx, device)
     teacher = network(0, device) if distilled else None
     return Trainer(model, build_optimizer(model, config), build_criterion(config, batch, fused), device,
@@ -93,7 +95,8 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def timed_step(trainer, images, target, step, device):
+def timed_step(trainer, images, target, step, device, keep_memory):
+    keep_freed_memory(keep_memory)
     synchronize(device)
     start = time.perf_counter()
     result = trainer.train_step(images, target, step)
@@ -109,14 +112,15 @@ def measure_network(name, paths, device, height, width, batch, warmup, rounds):
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     trainers = {path: make_trainer(name, device, path, height, width, batch) for path in paths}
+    keeps = {path: path_settings(path, device)[2] for path in paths}
     results = {}
     for path, trainer in trainers.items():
         for step in range(warmup):
-            _, results[path] = timed_step(trainer, images, target, step, device)
+            _, results[path] = timed_step(trainer, images, target, step, device, keeps[path])
     times = {path: [] for path in paths}
     for step in range(rounds):
         for path, trainer in trainers.items():
-            seconds, results[path] = timed_step(trainer, images, target, warmup + step, device)
+            seconds, results[path] = timed_step(trainer, images, target, warmup + step, device, keeps[path])
             times[path].append(seconds)
     gflop = step_gflop(name, height, width, batch)
     memory = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
@@ -125,8 +129,8 @@ def measure_network(name, paths, device, height, width, batch, warmup, rounds):
     rows = []
     for path in paths:
         median = statistics.median(times[path])
-        fused, amp = path_settings(path, device)
-        rows.append({"network": name, "path": path, "fused_loss": fused, "autocast": amp,
+        fused, amp, keep = path_settings(path, device)
+        rows.append({"network": name, "path": path, "fused_loss": fused, "autocast": amp, "keep_memory": keep,
                      "s_per_iter": median, "min_s": min(times[path]), "times": times[path],
                      "ratio_to_first": median / base, "images_per_s": batch / median, "step_gflop": gflop,
                      "gflops": gflop / median, "rounds": rounds, "peak_memory_gib": memory / 2 ** 30,
@@ -163,7 +167,7 @@ def main(argv=None):
                                    args.rounds):
             row.update(batch=args.batch, resolution=f"{args.height}x{args.width}")
             rows.append(row)
-            print(f"{name:13s} {row['path']:5s} {row['resolution']} batch {args.batch}: {row['s_per_iter']:.3f} s/iter "
+            print(f"{name:13s} {row['path']:9s} {row['resolution']} batch {args.batch}: {row['s_per_iter']:.3f} s/iter "
                   f"({row['ratio_to_first']:.2f}x of {args.paths[0]}, {row['images_per_s']:.2f} img/s, "
                   f"{row['gflops']:.0f} GFLOP/s = {row['gflops'] / peaks['fp32']:.0%} of fp32 matmul, "
                   f"{row['gflops'] / peaks['bf16']:.0%} of bf16)", flush=True)

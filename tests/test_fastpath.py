@@ -2,14 +2,17 @@
 the CPU's flags, the original's fp32 eager path one key away, and what a training run builds from it."""
 import pytest
 import torch
+from easydict import EasyDict
 
 from tests.test_train import config as train_config, workspace  # noqa: F401  (the module fixture)
 from tools.engine import recipe
-from tools.engine.recipe import resolve_fast_path
+from tools.engine.recipe import build_criterion, resolve_fast_path
 from tools.losses import FusedProbOhemCrossEntropy2d, ProbOhemCrossEntropy2d
-from tools.models.derived import upsample_logits
+from tools.models.archfile import load_arch, published_arch_path
+from tools.models.derived import build_derived, upsample_logits
+from tools.train.distill import DistillationLoss
 from tools.train.loop import run
-from tools.train.trainer import Trainer
+from tools.train.trainer import Trainer, build_optimizer
 from tools.utils import device as device_utils
 
 
@@ -76,3 +79,41 @@ def test_a_training_run_builds_what_the_machine_gets(workspace, monkeypatch, fas
     log = open(f"{summary['run_dir']}/log.txt").read()
     assert f"fast path (fast={fast!r}): {resolve_fast_path(fast, 'cpu', flags).why}" in log
 
+
+
+def _student(seed):
+    torch.manual_seed(seed)
+    return build_derived(load_arch(published_arch_path(1)), 1, num_classes=5, stem_head_width=(8. / 12, 8. / 12))
+
+
+@pytest.mark.parametrize("distilled", [False, True])
+def test_the_fused_step_gives_the_original_steps_losses_and_gradients(distilled):
+    """One fp32 SGD step of the published student (64x96, batch 2; distilled from a teacher or alone): with the
+    fused criterion the network hands over its logits at 1/8, 1/16, 1/32 and the loss upsamples them, and the
+    losses, the train-mIoU logits and every weight's gradient equal the original step's within float rounding."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(2, 3, 64, 96, generator=g)
+    target = torch.randint(0, 5, (2, 64, 96), generator=g)
+    target[:, :4] = 255
+    config = EasyDict(lr=0.05, momentum=0.9, weight_decay=5e-4, image_height=64, image_width=96,
+                      gt_down_sampling=1, ignore_label=255)
+    results, grads = [], []
+    for fused in (False, True):
+        model = _student(1)
+        teacher = _student(2) if distilled else None
+        trainer = Trainer(model, build_optimizer(model, config), build_criterion(config, 2, fused), "cpu",
+                          teacher=teacher, distill=DistillationLoss() if distilled else None, num_classes=5,
+                          show_progress=False)
+        assert model.upsample_train_logits is not fused
+        results.append(trainer.train_step(images, target))
+        grads.append({name: p.grad for name, p in model.named_parameters() if p.grad is not None})
+    original, fast = results
+    assert fast["pred8"].shape == original["pred8"].shape == (2, 5, 64, 96)
+    torch.testing.assert_close(fast["pred8"], original["pred8"], rtol=1e-4, atol=1e-5)
+    for key in ("loss", "seg", "kl"):
+        assert fast[key] == (pytest.approx(original[key], rel=1e-5) if distilled or key != "kl" else None)
+    assert grads[1].keys() == grads[0].keys() and len(grads[0]) > 100
+    for name, value in grads[0].items():
+        torch.testing.assert_close(grads[1][name], value, rtol=0, atol=1e-4 * float(value.abs().max()), msg=name)
+    model.train()
+    assert [tuple(p.shape[2:]) for p in model(images)] == [(8, 12), (4, 6), (2, 3)]

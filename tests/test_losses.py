@@ -81,26 +81,69 @@ def test_fused_ohem_gives_the_originals_loss_and_gradient(ohem_cases, name):
     torch.testing.assert_close(fused_logits.grad, faithful_logits.grad, rtol=1e-5, atol=1e-9)
 
 
-def test_fused_ohem_keeps_the_same_hard_pixels_at_training_size():
-    """A CamVid-sized batch (2 x 11 x 352 x 480, one 16th of the pixels kept at least): the threshold is raised
-    to the k-th probability, and the fused loss keeps the same pixels and value as the faithful one."""
+@pytest.mark.parametrize("learned, kth_needed", [(0.0, False), (0.97, True)])
+def test_fused_ohem_keeps_the_same_hard_pixels_at_training_size(learned, kth_needed):
+    """A CamVid-sized batch (2 x 11 x 352 x 480, one 16th of the pixels kept at least): the fused loss keeps the
+    faithful one's pixels and value, both where enough pixels are below ``thresh`` (no k-th value needed) and
+    where the threshold is raised to the k-th probability (a network that has ``learned`` 97 % of the pixels:
+    fewer than one 16th below 0.7)."""
     g = torch.Generator().manual_seed(7)
     logits = torch.randn(2, 11, 352, 480, generator=g) * 3
     target = torch.randint(0, 11, (2, 352, 480), generator=g)
+    right = (torch.rand(2, 1, 352, 480, generator=g) < learned).float() * 20
+    logits.scatter_add_(1, target[:, None], right)
     target[torch.rand(2, 352, 480, generator=g) < 0.1] = 255
     min_kept = ohem_min_kept(2, 352, 480)
     faithful = ProbOhemCrossEntropy2d(255, thresh=0.7, min_kept=min_kept)
     fused = FusedProbOhemCrossEntropy2d(255, thresh=0.7, min_kept=min_kept)
     hard = faithful._hard_pixel_target(logits, target).ne(255)
-    logp = F.log_softmax(logits, 1).gather(1, (target * target.ne(255))[:, None]).reshape(-1)
-    kept = fused._kept(logp, target.ne(255).reshape(-1))
-    assert torch.equal(kept, hard) and 0 < int(kept.sum()) < int(target.ne(255).sum())
+    valid = target.ne(255).reshape(-1)
+    prob = F.softmax(logits, 1).gather(1, (target * target.ne(255))[:, None]).reshape(-1)
+    assert (int((prob.le(0.7) & valid).sum()) < min_kept) is kth_needed
+    kept = fused._kept(prob, valid)
+    assert torch.equal(kept, hard) and 0 < int(kept.sum()) < int(valid.sum())
     torch.testing.assert_close(fused(logits, target), faithful(logits, target), rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("scale", [8, 16, 32])
+@pytest.mark.parametrize("weight", [None, [1.0, 4.0, 0.5, 2.0, 8.0]])
+def test_fused_ohem_upsamples_small_logits_as_the_network_would(scale, weight):
+    """Logits at 1/8, 1/16, 1/32 of the labels: the fused loss (upsampling inside, as matrix products) gives the
+    faithful loss of the logits upsampled by F.interpolate (bilinear, align_corners=True: the derived network's
+    training output) and the same gradient at the small logits, within float rounding."""
+    g = torch.Generator().manual_seed(scale)
+    target = torch.randint(0, 5, (2, 64, 96), generator=g)
+    target[torch.rand(2, 64, 96, generator=g) < 0.1] = 255
+    small = torch.randn(2, 5, 64 // scale, 96 // scale, generator=g) * 2
+    losses, grads = [], []
+    for criterion, upsample in ((ProbOhemCrossEntropy2d, True), (FusedProbOhemCrossEntropy2d, False)):
+        x = small.clone().requires_grad_(True)
+        logits = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=True) if upsample else x
+        loss = criterion(255, thresh=0.7, min_kept=200, weight=weight)(logits, target)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append(x.grad)
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=0)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-8)
+
+
+def test_fused_ohem_is_exact_where_the_true_class_probability_underflows():
+    """A pixel whose true class is 200 logits below another (softmax 1e-87: zero in float32) costs its exact
+    cross-entropy (~200), as in the faithful criterion, not an infinite loss."""
+    logits = torch.zeros(1, 3, 2, 2)
+    logits[0, 1, 0, 0] = 200.0
+    target = torch.zeros(1, 2, 2, dtype=torch.long)
+    faithful = ProbOhemCrossEntropy2d(255, thresh=0.7, min_kept=4)(logits, target)
+    fused = FusedProbOhemCrossEntropy2d(255, thresh=0.7, min_kept=4)(logits, target)
+    assert math.isfinite(fused.item()) and fused.item() > 50
+    torch.testing.assert_close(fused, faithful, rtol=1e-6, atol=0)
 
 
 def test_fused_ohem_refuses_what_it_does_not_compute():
     with pytest.raises(ValueError, match="computes the mean"):
         FusedProbOhemCrossEntropy2d(255, reduction="sum")
+    with pytest.raises(ValueError, match=r"logits of size \(8, 8\) are larger than the labels \(4, 8\)"):
+        FusedProbOhemCrossEntropy2d(255)(torch.randn(1, 3, 8, 8), torch.zeros(1, 4, 8, dtype=torch.long))
 
 
 def _weighted_case():

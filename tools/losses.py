@@ -7,9 +7,9 @@ at least ``min_kept`` pixels always count. Same numbers as the original (tests/d
 behaviour on an all-ignored target: the loss is NaN (a mean over zero pixels), with no exception -- callers that
 can see empty crops must guard against it.
 
-:class:`FusedProbOhemCrossEntropy2d` computes the same selection and loss from one ``log_softmax`` of the logits
-(the true-class probability is the exponential of its entry), instead of a softmax, a channel-last copy of it,
-and a second log-softmax inside the cross-entropy: the fast path of CPU training (tools/engine/fastpath.py).
+:class:`FusedProbOhemCrossEntropy2d` computes the same selection and loss from one softmax of the logits, with
+a hand-written backward, and takes logits smaller than the labels (it upsamples them itself, as two matrix
+products): the fast path of CPU training (tools/engine/recipe.py ``resolve_fast_path``).
 """
 import logging
 
@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from tools.ops.interpolation import bilinear_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -98,10 +100,20 @@ class ProbOhemCrossEntropy2d(nn.Module):
 
 
 class FusedProbOhemCrossEntropy2d(ProbOhemCrossEntropy2d):
-    """:class:`ProbOhemCrossEntropy2d` from one ``log_softmax`` pass: the same hard pixels (the true-class
-    probability ``exp(log p)`` against the same threshold rule) and the same mean cross-entropy over them,
-    within float rounding; the gradient comes through ``log_softmax`` alone. Class weights give the same
-    weighted mean as the parent's."""
+    """:class:`ProbOhemCrossEntropy2d` in one pass over the logits, with its gradient written by hand: the same
+    hard pixels (the softmax probability of the true class against the same threshold rule) and the same mean
+    cross-entropy over them, within float rounding. Class weights give the same weighted mean as the parent's.
+
+    ``pred`` may be smaller than ``target``: it is then upsampled to the label size inside the loss (bilinear,
+    ``align_corners=True``: what the derived network does to its training logits, tools/ops/interpolation.py),
+    so the full-size logits are never a tensor of the autograd graph. The forward keeps one full-size tensor,
+    the softmax; the backward is ``w / sum(w) * (softmax - onehot)`` over the kept pixels (their weights ``w``),
+    then the upsampling's transpose. The k-th smallest probability is looked for only when fewer than
+    ``min_kept`` pixels are below ``thresh`` (otherwise it is at most ``thresh`` and the threshold stays
+    ``thresh``): the same pixels without a selection over the whole batch at most steps.
+    """
+
+    upsamples_logits = True         # the trainer hands it the heads' logits at their own size (tools/train)
 
     def __init__(self, ignore_label, reduction='mean', thresh=0.6, min_kept=256, down_ratio=1, use_weight=False,
                  weight=None):
@@ -110,26 +122,82 @@ class FusedProbOhemCrossEntropy2d(ProbOhemCrossEntropy2d):
                              "reduction.")
         super().__init__(ignore_label, reduction, thresh, min_kept, down_ratio, use_weight, weight)
 
-    def _kept(self, logp_true, valid):
-        """The hard pixels among ``valid`` (flat bool), from the true-class log-probabilities (flat)."""
+    def _kept(self, prob_true, valid):
+        """The hard pixels among ``valid`` (flat bool), from the true-class probabilities (flat)."""
         num_valid = int(valid.sum())
         if self.min_kept > num_valid:
             logger.info('Labels: %d', num_valid)
             return valid
         if num_valid == 0 or self.min_kept <= 0:
             return valid
-        prob = logp_true.detach().exp().masked_fill_(~valid, 1)
-        kth = prob.kthvalue(min(len(prob), self.min_kept)).values
+        prob = prob_true.detach().masked_fill(~valid, 1)
+        k = min(len(prob), self.min_kept)
+        below = prob.le(self.thresh)
+        if int(below.sum()) >= k:                       # the k-th smallest is <= thresh: the threshold is thresh
+            return valid & below
+        kth = prob.kthvalue(k).values
         threshold = kth if kth > self.thresh else self.thresh
         return valid & prob.le(threshold)
 
     def forward(self, pred, target):
-        logp = F.log_softmax(pred, dim=1)
-        target = target.reshape(pred.size(0), 1, pred.size(2), pred.size(3))
-        valid = target.ne(self.ignore_label)
-        classes = target * valid.long()                 # ignored pixels read class 0, then drop out of ``kept``
-        logp_true = logp.gather(1, classes).reshape(-1)
-        kept = self._kept(logp_true, valid.reshape(-1))
-        if self.criterion.weight is not None:
-            kept = self.criterion.weight.to(logp_true.dtype)[classes.reshape(-1)] * kept
-        return -(logp_true * kept).sum() / kept.sum()
+        return _FusedOhem.apply(pred, target, self)
+
+
+SOFTMAX_TINY = 1e-30   # below it log(softmax) loses digits in float32: those pixels take the exact log-softmax
+
+
+class _FusedOhem(torch.autograd.Function):
+    """The forward and backward of :class:`FusedProbOhemCrossEntropy2d` (float32, autocast off)."""
+
+    @staticmethod
+    def forward(ctx, pred, target, criterion):
+        n, c = pred.shape[:2]
+        height, width = target.shape[-2:]
+        with torch.autocast(pred.device.type, enabled=False):
+            logits = pred.float()
+            upsampling = tuple(logits.shape[2:]) != (height, width)
+            if logits.size(2) > height or logits.size(3) > width:
+                raise ValueError(f"logits of size {tuple(logits.shape[2:])} are larger than the labels "
+                                 f"{(height, width)}; the fused OHEM loss only upsamples.")
+            if upsampling:
+                rows = bilinear_matrix(height, logits.size(2), logits.device)
+                cols = bilinear_matrix(width, logits.size(3), logits.device)
+                logits = torch.matmul(rows, torch.matmul(logits, cols.t()))
+            prob = torch.softmax(logits, 1)
+            target = target.reshape(n, 1, height, width)
+            valid = target.ne(criterion.ignore_label)
+            classes = target * valid.long()             # ignored pixels read class 0, then drop out of ``kept``
+            prob_true = prob.gather(1, classes).reshape(-1)
+            logp_true = _log_prob_true(prob_true, logits, classes)
+            del logits
+            weight = criterion._kept(prob_true, valid.reshape(-1)).to(prob.dtype)
+            if criterion.criterion.weight is not None:
+                weight = criterion.criterion.weight.to(prob)[classes.reshape(-1)] * weight
+            weight = weight / weight.sum()
+            ctx.save_for_backward(prob, classes, weight, *((rows, cols) if upsampling else ()))
+            ctx.pred_dtype = pred.dtype
+            return -(logp_true * weight).sum()
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        prob, classes, weight, *upsampling = ctx.saved_tensors
+        with torch.autocast(prob.device.type, enabled=False):
+            coef = (weight * grad_loss).reshape(classes.shape)
+            grad = prob * coef
+            grad.scatter_add_(1, classes, -coef)
+            if upsampling:
+                rows, cols = upsampling
+                grad = torch.matmul(torch.matmul(rows.t(), grad), cols)
+        return grad.to(ctx.pred_dtype), None, None
+
+
+def _log_prob_true(prob_true, logits, classes):
+    """log of the true-class probabilities (flat); where one underflows, the exact log-softmax of its pixel."""
+    logp = prob_true.log()
+    tiny = (prob_true < SOFTMAX_TINY).nonzero().squeeze(1)
+    if len(tiny):
+        n, c, height, width = logits.shape
+        pixels = logits.reshape(n, c, height * width)[tiny // (height * width), :, tiny % (height * width)]
+        true = pixels.gather(1, classes.reshape(-1)[tiny, None])[:, 0]
+        logp[tiny] = true - pixels.logsumexp(1)
+    return logp

@@ -3,7 +3,7 @@ the OHEM criterion, the CPU fast path and the learning-rate schedules, each buil
 
 * :func:`build_criterion`: ``ProbOhemCrossEntropy2d(thresh 0.7)`` with the ``min_kept`` formula of the original
   train_search.py / train.py (one 16th of the label pixels a process sees per step); on the fast path its fused
-  form (the same pixels and loss from one log-softmax);
+  form (the same pixels, loss and gradient from one softmax, upsampling the heads' logits itself);
 * :func:`resolve_fast_path`: config key ``fast`` ('auto' by default): on a CPU, the fused OHEM loss and, where
   the CPU has native bf16 (AVX512-BF16 or AMX, read from its flags), bf16 autocast of the networks; the
   original's fp32 eager path on CUDA and with ``fast=False`` (docs/differences.md TR17);
@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 
 from tools.losses import FusedProbOhemCrossEntropy2d, ProbOhemCrossEntropy2d, class_weights, ohem_min_kept
-from tools.utils.device import cpu_native_bf16
+from tools.utils.device import cpu_native_bf16, keep_freed_memory
 from tools.utils.errors import UserError
 
 FAST_SETTINGS = ("auto", True, False)
@@ -31,16 +31,24 @@ FAST_SETTINGS = ("auto", True, False)
 
 @dataclass(frozen=True)
 class FastPath:
-    """What a run changes from the original's fp32 eager path, and why (a line for its log)."""
+    """What a run changes from the original's fp32 eager path, and why (a line for its log). ``keep_memory``:
+    glibc keeps freed memory for reuse (:func:`tools.utils.device.keep_freed_memory`; the same numbers)."""
     fused_loss: bool
     bf16: bool
     why: str
+    keep_memory: bool = False
+
+    def apply(self):
+        """The process-wide part (the allocator), done by the run that resolved it, before building anything."""
+        if self.keep_memory:
+            keep_freed_memory()
 
 
 def resolve_fast_path(fast, device, native_bf16=None):
     """The fast path of ``fast`` ('auto', True, False) on ``device``.
 
-    'auto' (default): on a CPU the fused OHEM loss, plus bf16 autocast where the CPU has native bf16
+    'auto' (default): on a CPU the fused OHEM loss and glibc's freed memory kept for reuse, plus bf16 autocast
+    where the CPU has native bf16
     (``native_bf16``: the flags found, default :func:`tools.utils.device.cpu_native_bf16`); on CUDA nothing (the
     original's fp32; ``amp=True`` asks for fp16). True: on a CPU both, bf16 even where it is emulated (slow);
     on CUDA the fused loss. False: the original's fp32 eager path everywhere.
@@ -54,11 +62,14 @@ def resolve_fast_path(fast, device, native_bf16=None):
             return FastPath(True, False, "fast=True on CUDA: fused OHEM loss (amp=True for fp16)")
         return FastPath(False, False, "CUDA: the original's fp32 path (amp=True for fp16)")
     flags = cpu_native_bf16() if native_bf16 is None else tuple(native_bf16)
+    memory = ", freed memory reused"
     if flags:
-        return FastPath(True, True, f"CPU with native bf16 ({', '.join(flags)}): fused OHEM loss, bf16 autocast")
+        return FastPath(True, True, f"CPU with native bf16 ({', '.join(flags)}): fused OHEM loss, bf16 autocast"
+                        + memory, keep_memory=True)
     if fast is True:
-        return FastPath(True, True, "fast=True: fused OHEM loss, bf16 autocast (this CPU emulates bf16: slow)")
-    return FastPath(True, False, "CPU without native bf16: fused OHEM loss, fp32")
+        return FastPath(True, True, "fast=True: fused OHEM loss, bf16 autocast (this CPU emulates bf16: slow)"
+                        + memory, keep_memory=True)
+    return FastPath(True, False, "CPU without native bf16: fused OHEM loss, fp32" + memory, keep_memory=True)
 
 
 def build_criterion(config, batch_size=None, fused=False, class_pixels=None):

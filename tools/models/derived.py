@@ -90,6 +90,9 @@ class Network_Multi_Path_Infer(nn.Module):
         self._stem_head_width = tuple(stem_head_width)
         self._aux_heads = bool(aux_heads)
         self.latency = 0
+        # training returns the heads' logits upsampled to the input size (the original); False: at 1/8, 1/16,
+        # 1/32, for a loss that upsamples them itself (the CPU fast path: FusedProbOhemCrossEntropy2d)
+        self.upsample_train_logits = True
         self.stem = self._build_stem()
         for last in LASTS:      # the original's attributes ops0, path0, downs0, widths0, ... (lists)
             setattr(self, f"ops{last}", list(genotype.ops[last]))
@@ -330,6 +333,8 @@ class Network_Multi_Path_Infer(nn.Module):
                         outputs32[branch] = output
         if self.training:
             pred8, pred16, pred32 = self.agg_ffm(outputs8, outputs16, outputs32)
+            if not self.upsample_train_logits:
+                return pred8, pred16, pred32
             pred8 = upsample_logits(pred8, scale_factor=8, mode='bilinear', align_corners=True)
             if pred16 is not None:
                 pred16 = upsample_logits(pred16, scale_factor=16, mode='bilinear', align_corners=True)

@@ -221,6 +221,7 @@ class SearchRun(Run):
         self.device = resolve_device(config.device)
         self.seed()
         self.fast = resolve_fast_path(config.get("fast", False), self.device, native_bf16=())
+        self.fast.apply()
         self.model = build_supernet(config, build_criterion(config, fused=self.fast.fused_loss), self.device)
         if isinstance(config.pretrain, str) and not config.resume:   # a resumed run restores its own weights
             load_pretrained(self.model, config.pretrain, config)
@@ -251,7 +252,8 @@ class SearchRun(Run):
         config = self.config
         self.logger.info("args = %s", json.dumps(config_snapshot(config), sort_keys=True))
         self.logger.info("fast path (fast=%r): %s", config.get("fast", False),
-                         "fused OHEM loss, fp32 (bf16 autocast is training's only)" if self.fast.fused_loss
+                         "fused OHEM loss, fp32 (bf16 autocast is training's only)"
+                         + (", freed memory reused" if self.fast.keep_memory else "") if self.fast.fused_loss
                          else self.fast.why)
         n_params = sum(p.numel() for p in self.model.weight_parameters())
         self.logger.info("params = %.3fM (weights), arch params = %d", n_params / 1e6,

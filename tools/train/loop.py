@@ -102,6 +102,7 @@ class TrainingRun(Run):
             self.logger.info("amp on CPU means bf16 autocast: fast only with native bf16 (AVX512-BF16, AMX); "
                              "elsewhere it is several times slower than fp32 (docs/benchmarks.md)")
         self.fast = resolve_fast_path(config.get("fast", False), self.device)
+        self.fast.apply()
         self.logger.info("fast path (fast=%r): %s", config.get("fast", False), self.fast.why)
         self.evaluation = Evaluation(config, info, self.run_dir, self.logger, self.writer, sets=self.sets)
         self.seed()

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from tools.utils.errors import UserError
 from tools.engine import distributed as dist_utils
 from tools.engine.metrics import RunningIoU
+from tools.ops.interpolation import upsample_bilinear
 from tools.utils.checkpoint import save_checkpoint
 
 
@@ -44,6 +45,15 @@ def segmentation_loss(outputs, target, criterion, aux_weight=0.2):
         if aux is not None:
             loss = loss + aux_weight * criterion(aux.float(), target)
     return loss
+
+
+def label_size_logits(logits, target, grad):
+    """``logits`` at the size of ``target``: as they are when the network upsampled them, else upsampled here
+    the way the network does (bilinear, ``align_corners=True``), with autograd only when ``grad``."""
+    if logits.shape[-2:] == target.shape[-2:]:
+        return logits
+    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+        return upsample_bilinear(logits, tuple(target.shape[-2:]))
 
 
 def amp_dtype(device):
@@ -91,6 +101,9 @@ class Trainer:
         self.show_progress = show_progress
         if teacher is not None:
             freeze(teacher)
+        network = dist_utils.unwrap_model(model)
+        if hasattr(network, "upsample_train_logits"):     # a loss that upsamples the logits itself gets them small
+            network.upsample_train_logits = not getattr(criterion, "upsamples_logits", False)
 
     def _forward_losses(self, images, target):
         """(total loss, segmentation loss, distillation loss or None, student pred8, teacher output or None)."""
@@ -101,11 +114,12 @@ class Trainer:
         with autocast(self.device, self.amp):
             outputs = self.model(images)
         seg = segmentation_loss(outputs, target, self.criterion, self.aux_weight)
+        pred8 = label_size_logits(outputs[0], target, grad=self.teacher is not None)
         kl = None
         if self.teacher is not None:
-            kl = self.distill(outputs[0], teacher_out)
+            kl = self.distill(pred8, teacher_out)
         total = seg if kl is None else seg + kl
-        return total, seg, kl, outputs[0], teacher_out
+        return total, seg, kl, pred8, teacher_out
 
     def train_step(self, images, target, iteration=0):
         """One SGD step on a batch; returns a dict of floats ``loss``, ``seg``, ``kl`` and the logits."""

@@ -5,6 +5,7 @@ The original hard-coded ``.cuda()``; here every stage takes a ``device`` key. Tr
 process its own GPU (a bare ``'cuda'`` becomes ``cuda:<local_rank>``); latency measurement keeps a bare
 ``'cuda'`` as torch's current device. Both go through :func:`resolve_device`.
 """
+import ctypes
 import functools
 
 import torch
@@ -54,3 +55,41 @@ def cpu_native_bf16():
     empty where bf16 would be emulated in fp32 (AVX2, plain AVX512, other architectures): there, bf16 autocast
     is several times slower than fp32."""
     return tuple(sorted(set(NATIVE_BF16_FLAGS) & cpu_flags()))
+
+
+# glibc mallopt parameters and their defaults (malloc.h): below the mmap threshold a block comes from the heap
+GLIBC_M_TRIM_THRESHOLD, GLIBC_M_MMAP_THRESHOLD = -1, -3
+GLIBC_DEFAULT_THRESHOLD = 128 * 1024
+KEPT_MMAP_THRESHOLD, KEPT_TRIM_THRESHOLD = 1 << 30, 2 ** 31 - 1
+
+
+def _glibc():
+    """The running C library when it is glibc (it has ``mallopt``), else None (macOS, Windows, musl)."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version, libc.mallopt, libc.malloc_trim   # noqa: B018  (present in glibc only)
+    except (OSError, TypeError, AttributeError):
+        return None
+    return libc
+
+
+def keep_freed_memory(keep=True):
+    """Make glibc's malloc keep freed memory for the next allocation instead of handing it back to the system.
+
+    glibc serves a block above its mmap threshold (128 KiB, adapting up to 32 MiB) with a fresh ``mmap`` and
+    unmaps it when it is freed, so each full-size activation, logit and gradient tensor of a CPU training step
+    (tens of MB) is faulted in page by page, every step: about a third of a student step at 352x480
+    (docs/benchmarks.md "Fast path"). With ``keep`` such blocks come from the heap and freed ones are reused;
+    the process keeps its peak memory instead of returning it. ``keep=False`` puts glibc's default thresholds
+    back (fixed, no longer adapting) and trims the heap. Numbers are unchanged either way. Returns whether it
+    applied (False where the C library is not glibc)."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    mmap_threshold, trim_threshold = ((KEPT_MMAP_THRESHOLD, KEPT_TRIM_THRESHOLD) if keep
+                                      else (GLIBC_DEFAULT_THRESHOLD, GLIBC_DEFAULT_THRESHOLD))
+    applied = bool(libc.mallopt(GLIBC_M_MMAP_THRESHOLD, mmap_threshold)) and \
+        bool(libc.mallopt(GLIBC_M_TRIM_THRESHOLD, trim_threshold))
+    if not keep:
+        libc.malloc_trim(0)
+    return applied
