@@ -9,9 +9,10 @@ Paths: ``fp32`` (``fast=False``: the original's fp32 eager step), ``fast`` (the 
 resolved on this machine: fused OHEM, bf16 autocast where the CPU has native bf16, freed memory kept by glibc;
 tools/engine/recipe.py), ``amp`` (``amp=True`` alone: fp16 + GradScaler on CUDA, bf16 autocast on CPU, the
 original's loss) and ``fp32_keep`` (the fp32 step with the fast path's allocator setting alone). The allocator
-is process-wide, so it is set before every step as that step's path has it (``keep_freed_memory``; glibc's
-defaults back, heap trimmed, for the others). The paths of one network are timed in turn, one step each per
-round, so a drifting machine slows them alike; the figure is the median over rounds. Each row gives the achieved GFLOP/s (2 x thop's multiply-adds per image: forward, twice
+setting is process-wide and cannot be undone (glibc's thresholds stop adapting once set), so paths that differ
+in it are timed in fresh child processes, one per group of paths and round, the groups alternating; paths that
+share it are timed in turn in one process, one step each per round. Either way a drifting machine slows them
+alike; the figure is the median over rounds. Each row gives the achieved GFLOP/s (2 x thop's multiply-adds per image: forward, twice
 that for the backward of the trained network, plus the teacher's forward) beside this machine's measured
 2048x2048 matmul rate in fp32 and bf16. Prints a table and writes JSON (default
 benchmarks/results/train_step.json).
@@ -24,6 +25,8 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import torch  # noqa: E402
@@ -95,8 +98,7 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def timed_step(trainer, images, target, step, device, keep_memory):
-    keep_freed_memory(keep_memory)
+def timed_step(trainer, images, target, step, device):
     synchronize(device)
     start = time.perf_counter()
     result = trainer.train_step(images, target, step)
@@ -104,38 +106,80 @@ def timed_step(trainer, images, target, step, device, keep_memory):
     return time.perf_counter() - start, result
 
 
-def measure_network(name, paths, device, height, width, batch, warmup, rounds):
-    """Rows of every path of one network, timed in turn (one step each per round) after ``warmup`` steps."""
+def time_paths(name, paths, device, height, width, batch, warmup, rounds):
+    """``{path: {times, loss}}`` of paths timed in turn in this process (one step each per round) after
+    ``warmup`` steps each, and the process's peak memory (bytes)."""
     torch.manual_seed(0)
     images = torch.randn(batch, 3, height, width, device=device)
     target = torch.randint(0, 19, (batch, height, width), device=device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     trainers = {path: make_trainer(name, device, path, height, width, batch) for path in paths}
-    keeps = {path: path_settings(path, device)[2] for path in paths}
-    results = {}
+    timed = {path: {"times": [], "loss": None} for path in paths}
     for path, trainer in trainers.items():
         for step in range(warmup):
-            _, results[path] = timed_step(trainer, images, target, step, device, keeps[path])
-    times = {path: [] for path in paths}
+            timed_step(trainer, images, target, step, device)
     for step in range(rounds):
         for path, trainer in trainers.items():
-            seconds, results[path] = timed_step(trainer, images, target, warmup + step, device, keeps[path])
-            times[path].append(seconds)
-    gflop = step_gflop(name, height, width, batch)
+            seconds, result = timed_step(trainer, images, target, warmup + step, device)
+            timed[path]["times"].append(seconds)
+            timed[path]["loss"] = result["loss"]
     memory = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    base = statistics.median(times[paths[0]])
+    return timed, memory
+
+
+def time_in_children(name, groups, args):
+    """The groups of paths that need different allocator settings (process-wide), each timed in a fresh child
+    process per round (warm-up steps, then one timed step of each path), the groups alternating round by round
+    so a drifting machine slows them alike; a fresh process keeps glibc's own adaptive defaults."""
+    timed, memory = {}, {}
+    with tempfile.TemporaryDirectory() as folder:
+        for round_index in range(args.rounds):
+            for keep, paths in groups.items():
+                out = os.path.join(folder, f"{round_index}_{keep}.json")
+                subprocess.run([sys.executable, os.path.abspath(__file__), "--device", args.device, "--height",
+                                str(args.height), "--width", str(args.width), "--batch", str(args.batch),
+                                "--threads", str(args.threads), "--warmup", str(args.warmup), "--rounds", "1",
+                                "--networks", name, "--paths", *paths, "--child", out], check=True)
+                with open(out) as handle:
+                    child = json.load(handle)
+                for path in paths:
+                    entry = timed.setdefault(path, {"times": [], "loss": None})
+                    entry["times"] += child["timed"][path]["times"]
+                    entry["loss"] = child["timed"][path]["loss"]
+                    memory[path] = max(memory.get(path, 0), child["memory"])
+    return timed, memory
+
+
+def measure_network(name, paths, device, args):
+    """Rows of every path of one network: in this process when the paths share one allocator setting, else
+    in child processes (:func:`time_in_children`)."""
+    keeps = {path: path_settings(path, device)[2] for path in paths}
+    groups = {keep: [path for path in paths if keeps[path] == keep] for keep in dict.fromkeys(keeps.values())}
+    if len(groups) == 1:
+        if next(iter(groups)):
+            keep_freed_memory()
+        timed, peak = time_paths(name, paths, device, args.height, args.width, args.batch, args.warmup,
+                                 args.rounds)
+        memory, memory_kind = {path: peak for path in paths}, "process max RSS (all paths)"
+    else:
+        timed, memory = time_in_children(name, groups, args)
+        memory_kind = "max RSS of the child processes timing this path"
+    if device.type == "cuda":
+        memory_kind = "cuda max allocated"
+    gflop = step_gflop(name, args.height, args.width, args.batch)
+    base = statistics.median(timed[paths[0]]["times"])
     rows = []
     for path in paths:
-        median = statistics.median(times[path])
+        times = timed[path]["times"]
+        median = statistics.median(times)
         fused, amp, keep = path_settings(path, device)
         rows.append({"network": name, "path": path, "fused_loss": fused, "autocast": amp, "keep_memory": keep,
-                     "s_per_iter": median, "min_s": min(times[path]), "times": times[path],
-                     "ratio_to_first": median / base, "images_per_s": batch / median, "step_gflop": gflop,
-                     "gflops": gflop / median, "rounds": rounds, "peak_memory_gib": memory / 2 ** 30,
-                     "memory_kind": "cuda max allocated" if device.type == "cuda" else "process max RSS (all paths)",
-                     "loss": results[path]["loss"]})
+                     "s_per_iter": median, "min_s": min(times), "times": times,
+                     "ratio_to_first": median / base, "images_per_s": args.batch / median, "step_gflop": gflop,
+                     "gflops": gflop / median, "rounds": args.rounds, "peak_memory_gib": memory[path] / 2 ** 30,
+                     "memory_kind": memory_kind, "loss": timed[path]["loss"]})
     return rows
 
 
@@ -153,18 +197,25 @@ def main(argv=None):
                         help="the first is the baseline of the ratios")
     parser.add_argument("--json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                        "train_step.json"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)     # time one group of paths, write its JSON here
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.child:
+        if path_settings(args.paths[0], device)[2]:
+            keep_freed_memory()
+        timed, memory = time_paths(args.networks[0], args.paths, device, args.height, args.width, args.batch,
+                                   args.warmup, args.rounds)
+        write_text(args.child, json.dumps({"timed": timed, "memory": memory}))
+        return []
     peaks = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     print(f"matmul 2048x2048: {peaks['fp32']:.0f} GFLOP/s fp32, {peaks['bf16']:.0f} GFLOP/s bf16 "
           f"(native bf16 flags: {', '.join(cpu_native_bf16()) or 'none'}); fast path: "
           f"{resolve_fast_path('auto', device).why}", flush=True)
     rows = []
     for name in args.networks:
-        for row in measure_network(name, args.paths, device, args.height, args.width, args.batch, args.warmup,
-                                   args.rounds):
+        for row in measure_network(name, args.paths, device, args):
             row.update(batch=args.batch, resolution=f"{args.height}x{args.width}")
             rows.append(row)
             print(f"{name:13s} {row['path']:9s} {row['resolution']} batch {args.batch}: {row['s_per_iter']:.3f} s/iter "
