@@ -52,10 +52,13 @@ def network(arch_idx, device):
     return model.init_weights().to(device)
 
 
+NATIVE_BF16 = None      # --no-native-bf16: () (decide as on a CPU without native bf16); None: this CPU's flags
+
+
 def path_settings(path, device):
     """(fused loss, autocast, freed memory kept) of a path on ``device``."""
     if path == "fast":
-        fast = resolve_fast_path("auto", device)
+        fast = resolve_fast_path("auto", device, native_bf16=NATIVE_BF16)
         return fast.fused_loss, fast.bf16, fast.keep_memory
     return False, path == "amp", path == "fp32_keep"
 
@@ -141,7 +144,8 @@ def time_in_children(name, groups, args):
                 subprocess.run([sys.executable, os.path.abspath(__file__), "--device", args.device, "--height",
                                 str(args.height), "--width", str(args.width), "--batch", str(args.batch),
                                 "--threads", str(args.threads), "--warmup", str(args.warmup), "--rounds", "1",
-                                "--networks", name, "--paths", *paths, "--child", out], check=True)
+                                "--networks", name, "--paths", *paths, "--child", out]
+                               + (["--no-native-bf16"] if args.no_native_bf16 else []), check=True)
                 with open(out) as handle:
                     child = json.load(handle)
                 for path in paths:
@@ -197,8 +201,13 @@ def main(argv=None):
                         help="the first is the baseline of the ratios")
     parser.add_argument("--json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                        "train_step.json"))
+    parser.add_argument("--no-native-bf16", action="store_true",
+                        help="resolve the fast path as on a CPU without native bf16 (with ATEN_CPU_CAPABILITY=avx2 "
+                             "ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 set: an AVX2-only CPU's kernels)")
     parser.add_argument("--child", help=argparse.SUPPRESS)     # time one group of paths, write its JSON here
     args = parser.parse_args(argv)
+    global NATIVE_BF16
+    NATIVE_BF16 = () if args.no_native_bf16 else None
     device = resolve_device(args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -211,8 +220,9 @@ def main(argv=None):
         return []
     peaks = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     print(f"matmul 2048x2048: {peaks['fp32']:.0f} GFLOP/s fp32, {peaks['bf16']:.0f} GFLOP/s bf16 "
-          f"(native bf16 flags: {', '.join(cpu_native_bf16()) or 'none'}); fast path: "
-          f"{resolve_fast_path('auto', device).why}", flush=True)
+          f"(native bf16 flags: {', '.join(cpu_native_bf16()) or 'none'}; kernels "
+          f"{torch.backends.cpu.get_cpu_capability()}); fast path: "
+          f"{resolve_fast_path('auto', device, native_bf16=NATIVE_BF16).why}", flush=True)
     rows = []
     for name in args.networks:
         for row in measure_network(name, args.paths, device, args):
@@ -231,6 +241,9 @@ def write_results(path, device, rows, peaks):
     machine = {"device": str(device), "cpu": platform.processor() or platform.machine(),
                "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": list(cpu_native_bf16()),
                "threads": torch.get_num_threads(), "torch": torch.__version__,
+               "fast_path_as_without_native_bf16": NATIVE_BF16 == (),
+               "isa_limits": {key: os.environ[key] for key in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+                                                               "MKL_ENABLE_INSTRUCTIONS") if key in os.environ},
                "matmul_gflops": peaks,
                "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
     write_text(path, json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
