@@ -37,7 +37,8 @@ import torch.nn as nn  # noqa: E402
 
 from tools.latency.backends import device_name  # noqa: E402
 from tools.latency.table import PUBLISHED_RESOLUTION, table_for  # noqa: E402
-from tools.losses import ProbOhemCrossEntropy2d, ohem_min_kept  # noqa: E402
+from tools.engine.recipe import resolve_search_fast_path  # noqa: E402
+from tools.losses import FusedProbOhemCrossEntropy2d, ProbOhemCrossEntropy2d, ohem_min_kept  # noqa: E402
 from tools.models.supernet import Network_Multi_Path  # noqa: E402
 from tools.search.architect import Architect  # noqa: E402
 from tools.search.steps import weight_optimizer, weight_step  # noqa: E402
@@ -53,7 +54,8 @@ def sync(device):
 
 
 def build(args, device, batch, height, width):
-    criterion = ProbOhemCrossEntropy2d(255, thresh=0.7, min_kept=ohem_min_kept(batch, height, width, 8))
+    ohem = FusedProbOhemCrossEntropy2d if args.fast != "False" else ProbOhemCrossEntropy2d
+    criterion = ohem(255, thresh=0.7, min_kept=ohem_min_kept(batch, height, width, 8))
     model = Network_Multi_Path(19, args.layers, criterion, Fch=args.fch, width_mult_list=WIDTHS,
                                prun_modes=["max", "arch_ratio"], stem_head_width=[(1, 1), (8. / 12, 8. / 12)])
     model.init_weights()
@@ -99,6 +101,8 @@ class OriginalStep:
 
 
 class OurStep:
+    bf16 = False            # --fast on a CPU with native bf16: the weight step under bf16 autocast, as the search
+
     def __init__(self, model, lr, table, latency_size):
         self.model = model
         self.architect = Architect(model, [0, 1e-2], table, latency_size) if table is not None else None
@@ -108,7 +112,7 @@ class OurStep:
         self.architect.step(images, labels)
 
     def weight_step(self, images, labels, pretrain):
-        weight_step(self.model, self.optimizer, images, labels, pretrain, 5)
+        weight_step(self.model, self.optimizer, images, labels, pretrain, 5, self.bf16)
 
 
 def timed(fn, device):
@@ -172,14 +176,22 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", default=os.path.join(RESULTS, "search_step.json"))
+    parser.add_argument("--fast", default="False", choices=("False", "auto", "True"),
+                        help="the search's fast path as tools/search/loop.py resolves it: 'auto' (the default of "
+                        "configs/search.py) the fused OHEM loss for both variants and, on a CPU, glibc's freed "
+                        "memory kept for the whole process; 'True' also the 'ours' weight step under bf16 "
+                        "autocast; 'False' (this script's default) the original's fp32 loss")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    fast = resolve_search_fast_path({"False": False, "True": True}.get(args.fast, args.fast), device)
+    fast.apply()
+    OurStep.bf16 = fast.bf16
     table = table_for(PUBLISHED_RESOLUTION)
     info = {"machine": platform.processor() or platform.machine(), "device": device_name(device),
             "torch": torch.__version__, "threads": torch.get_num_threads(), "layers": args.layers, "Fch": args.fch,
-            "precision": "fp32", "load_before": os.getloadavg()[0]}
+            "precision": "fp32", "fast": f"fast={args.fast}: {fast.why}", "load_before": os.getloadavg()[0]}
     print(json.dumps(info))
     rows = []
     for mode in args.modes:

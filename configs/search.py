@@ -52,7 +52,7 @@ C.precision = "fp32"
 C.arch_plots = True           # TensorBoard operator tables and path/width diagrams of every epoch's networks
 C.fps_source = "table"         # derived networks' FPS per epoch: 'table' (lookup table) or 'backend' (measured)
 C.legacy_latency = False       # True: the original's latency figures end to end (loss: B2+B3; FPS: B1+B2, no ignore_skip)
-C.fast = "auto"               # CPU: the fused OHEM loss (same numbers); False: the original's; fp32 either way
+C.fast = "auto"               # CPU: fused OHEM loss + allocator (same numbers); True: + bf16 weight steps; False: the original's
 C.resume = False               # True: continue the newest unfinished run of this `save`; or a run folder
 
 

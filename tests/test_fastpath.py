@@ -27,16 +27,41 @@ def test_cpu_flags_decide_native_bf16(tmp_path):
 
 
 @pytest.mark.parametrize("fast, device, flags, expected", [
-    ("auto", "cpu", ("amx_bf16", "avx512_bf16"), (True, True)),
-    ("auto", "cpu", (), (True, False)),          # AVX2 / plain AVX512: bf16 would be emulated, several times slower
-    (True, "cpu", (), (True, True)),
-    (False, "cpu", ("avx512_bf16",), (False, False)),
-    ("auto", "cuda", ("avx512_bf16",), (False, False)),   # the GPU keeps the original's path (amp on request)
-    (True, "cuda", (), (True, False)),
+    ("auto", "cpu", ("amx_bf16", "avx512_bf16"), (True, True, True)),
+    ("auto", "cpu", (), (True, False, True)),    # AVX2 / plain AVX512: bf16 would be emulated, several times slower
+    (True, "cpu", (), (True, True, True)),
+    (False, "cpu", ("avx512_bf16",), (False, False, False)),
+    ("auto", "cuda", ("avx512_bf16",), (False, False, False)),   # the GPU keeps the original's path (amp on request)
+    (True, "cuda", (), (True, False, False)),
 ])
 def test_the_fast_path_is_chosen_per_machine(fast, device, flags, expected):
     path = resolve_fast_path(fast, device, native_bf16=flags)
-    assert (path.fused_loss, path.bf16) == expected and path.why
+    assert (path.fused_loss, path.bf16, path.keep_memory) == expected and path.why
+
+
+def test_kept_memory_is_reused_with_the_same_numbers():
+    """glibc keeps freed memory (where it is the C library): a tensor allocated again after a free gets the
+    same numbers computed, and the setting can be put back."""
+    from tools.utils.device import keep_freed_memory
+    x = torch.randn(64, 1024, 1024)
+    before = (x * 2).sum()
+    applied = keep_freed_memory()
+    try:
+        assert torch.equal((x * 2).sum(), before)
+    finally:
+        keep_freed_memory(False)
+    assert applied == (device_utils._glibc() is not None)
+
+
+@pytest.mark.parametrize("fast, device, flags, expected", [
+    ("auto", "cpu", ("amx_bf16",), (True, False, True)),     # the search's default: fp32, fused loss, allocator
+    (True, "cpu", ("amx_bf16",), (True, True, True)),        # bf16 weight steps on request
+    (False, "cpu", ("amx_bf16",), (False, False, False)),
+    ("auto", "cuda", (), (False, False, False)),
+])
+def test_the_search_takes_bf16_only_with_fast_true(fast, device, flags, expected):
+    path = recipe.resolve_search_fast_path(fast, device, native_bf16=flags)
+    assert (path.fused_loss, path.bf16, path.keep_memory) == expected and path.why
 
 
 def test_an_unknown_fast_setting_is_refused():

@@ -133,6 +133,39 @@ def test_weight_step_moves_only_weights_and_equals_the_reference():
     assert changed > 0
 
 
+def test_a_bf16_weight_step_runs_the_convolutions_in_bf16_and_keeps_the_loss_float32():
+    """``bf16=True`` (search ``fast=True`` on a CPU with native bf16): the weight step's convolutions run in bf16
+    under autocast, its loss is a finite float32 and the weights move; the architecture stays as it was."""
+    model = tiny_supernet()
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    conv_dtypes = []
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    handles = [m.register_forward_hook(lambda m, i, o: conv_dtypes.append(o.dtype)) for m in convs]
+    inputs, target = batch()
+    loss = weight_step(model, weight_optimizer(model, 0.02), inputs, target, True, 5, bf16=True)
+    for handle in handles:
+        handle.remove()
+    assert conv_dtypes and set(conv_dtypes) == {torch.bfloat16}
+    assert np.isfinite(loss) and isinstance(loss, float)
+    moved = [n for n, p in model.named_parameters() if not torch.equal(p, start[n])]
+    assert moved and not [n for n in moved if n.startswith(("alpha", "beta", "ratio"))]
+
+
+@pytest.mark.parametrize("fast, bf16", [("auto", False), (True, True), (False, False)])
+def test_a_search_run_takes_bf16_weight_steps_only_with_fast_true(demo_root, tmp_path, monkeypatch, fast, bf16):
+    """On a CPU with native bf16 the search's 'auto' stays fp32 (fused loss and allocator), ``fast=True`` gives
+    bf16 weight steps; the choice is logged."""
+    from tools.engine import recipe
+    monkeypatch.setattr(recipe, "cpu_native_bf16", lambda: ("amx_bf16",))
+    seen = []
+    real = loop.train_epoch
+    monkeypatch.setattr(loop, "train_epoch", lambda *a, **k: seen.append(k["bf16"]) or real(*a, **k))
+    folder = run(tiny_config(demo_root, tmp_path, fast=fast), progress=False)
+    assert seen == [bf16]
+    log = open(os.path.join(folder, "log.txt")).read()
+    assert f"fast path (fast={fast!r}): {recipe.resolve_search_fast_path(fast, 'cpu').why}" in log
+
+
 def test_weight_clip_ignores_architecture_gradients():
     """S4: the original clipped model.parameters(), so stale architecture gradients shrank the weight step."""
     results = []

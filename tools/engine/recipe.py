@@ -72,6 +72,20 @@ def resolve_fast_path(fast, device, native_bf16=None):
     return FastPath(True, False, "CPU without native bf16: fused OHEM loss, fp32" + memory, keep_memory=True)
 
 
+def resolve_search_fast_path(fast, device, native_bf16=None):
+    """The search's fast path: the training's fused loss and allocator, but bf16 autocast (of the weight steps
+    only; the architecture step stays fp32) only with ``fast=True``: the training's accuracy check does not cover
+    the architecture the search settles on (docs/differences.md TR17)."""
+    path = resolve_fast_path(fast, device, native_bf16)
+    if not path.fused_loss:
+        return path
+    bf16 = path.bf16 and fast is True
+    why = ("fused OHEM loss" + (", freed memory reused" if path.keep_memory else "")
+           + (", bf16 autocast of the weight steps (the architecture step stays fp32)" if bf16
+              else ", fp32 (fast=True: bf16 weight steps)"))
+    return FastPath(True, bf16, why, path.keep_memory)
+
+
 def build_criterion(config, batch_size=None, fused=False, class_pixels=None):
     """ProbOhemCrossEntropy2d(ignore ``ignore_label``, thresh 0.7) with the original's ``min_kept`` for
     ``batch_size`` images (default ``config.batch_size``; training passes the batch of one process); ``fused``:

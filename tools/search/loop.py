@@ -36,7 +36,7 @@ from tools.utils.errors import UserError
 from tools.data.datasets import dataset_from_config, read_file_list
 from tools.data.loader import get_train_loader
 from tools.engine.distributed import resolve_device
-from tools.engine.recipe import build_criterion, build_lr_scheduler, resolve_fast_path
+from tools.engine.recipe import build_criterion, build_lr_scheduler, resolve_search_fast_path
 from tools.engine.run import CONFIG_NAME, Run, config_snapshot, warn_if_unfinished
 from tools.models.supernet import Network_Multi_Path
 from tools.models.build import arch_name
@@ -220,7 +220,7 @@ class SearchRun(Run):
         self.searching = not is_pretraining(config)
         self.device = resolve_device(config.device)
         self.seed()
-        self.fast = resolve_fast_path(config.get("fast", False), self.device, native_bf16=())
+        self.fast = resolve_search_fast_path(config.get("fast", False), self.device)
         self.fast.apply()
         self.model = build_supernet(config, build_criterion(config, fused=self.fast.fused_loss), self.device)
         if isinstance(config.pretrain, str) and not config.resume:   # a resumed run restores its own weights
@@ -251,10 +251,7 @@ class SearchRun(Run):
     def begin(self):
         config = self.config
         self.logger.info("args = %s", json.dumps(config_snapshot(config), sort_keys=True))
-        self.logger.info("fast path (fast=%r): %s", config.get("fast", False),
-                         "fused OHEM loss, fp32 (bf16 autocast is training's only)"
-                         + (", freed memory reused" if self.fast.keep_memory else "") if self.fast.fused_loss
-                         else self.fast.why)
+        self.logger.info("fast path (fast=%r): %s", config.get("fast", False), self.fast.why)
         n_params = sum(p.numel() for p in self.model.weight_parameters())
         self.logger.info("params = %.3fM (weights), arch params = %d", n_params / 1e6,
                          sum(p.numel() for p in self.model.arch_parameters()))
@@ -280,7 +277,7 @@ class SearchRun(Run):
         stats = train_epoch(self.model, self.optimizer, self.loader_model, self.config.niters_per_epoch,
                             self.pretrain, self.config.grad_clip, self.device, architect=self.architect,
                             loader_arch=self.loader_arch, writer=self.writer, epoch=epoch, progress=self.progress,
-                            after_step=self.end_iteration)
+                            after_step=self.end_iteration, bf16=self.fast.bf16)
         self.history["loss"].append(stats.mean_loss)
         self.logger.info("Epoch %d: mean train loss %.4f%s", epoch, stats.mean_loss,
                          f", mean arch loss {stats.mean_loss_arch:.4f}" if self.searching else "")

@@ -49,11 +49,15 @@ def weight_optimizer(model, lr, momentum=0.9, weight_decay=5e-4):
                            foreach=True)
 
 
-def weight_step(model, optimizer, imgs, target, pretrain, grad_clip):
-    """The sandwich loss on a train-half batch, backward to the weights, clip, SGD; returns the loss value."""
+def weight_step(model, optimizer, imgs, target, pretrain, grad_clip, bf16=False):
+    """The sandwich loss on a train-half batch, backward to the weights, clip, SGD; returns the loss value.
+
+    ``bf16``: the forward under CPU bf16 autocast (the fast path on a CPU with native bf16, as in training; the
+    losses stay float32); the architecture step never runs in bf16."""
     optimizer.zero_grad(set_to_none=False)
     weights = [p for group in optimizer.param_groups for p in group["params"]]
-    loss = model._loss(imgs, target, pretrain)
+    with torch.autocast(imgs.device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss = model._loss(imgs, target, pretrain)
     loss.backward(inputs=weights)
     nn.utils.clip_grad_norm_([p for p in weights if p.grad is not None], grad_clip)
     optimizer.step()
@@ -67,9 +71,10 @@ def _batch(iterator, device):
 
 
 def train_epoch(model, optimizer, loader_model, niters, pretrain, grad_clip, device, architect=None,
-                loader_arch=None, writer=None, epoch=0, progress=True, log_every=10, after_step=None):
+                loader_arch=None, writer=None, epoch=0, progress=True, log_every=10, after_step=None, bf16=False):
     """One epoch of ``niters`` steps; the architecture is updated when ``architect`` is given (search).
     ``after_step()`` is called after every weight step: the run steps its per-iteration schedules there.
+    ``bf16``: the weight steps under bf16 autocast (:func:`weight_step`).
 
     TensorBoard (``writer``): ``loss/train`` every step; ``loss_arch/train`` and ``arch/latency_supernet`` every
     ``log_every`` steps, as the original.
@@ -90,7 +95,7 @@ def train_epoch(model, optimizer, loader_model, niters, pretrain, grad_clip, dev
             if writer is not None and (step + 1) % log_every == 0:
                 writer.add_scalar("loss_arch/train", arch.total, global_step)
                 writer.add_scalar("arch/latency_supernet", arch.latency_supernet, global_step)
-        loss = weight_step(model, optimizer, imgs, target, pretrain, grad_clip)
+        loss = weight_step(model, optimizer, imgs, target, pretrain, grad_clip, bf16)
         if after_step is not None:
             after_step()
         stats.loss.append(loss)
