@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tools.ops.interpolation import bilinear_matrix
+from tools.ops.interpolation import upsample_bilinear, upsample_bilinear_transposed
 
 logger = logging.getLogger(__name__)
 
@@ -160,9 +160,7 @@ class _FusedOhem(torch.autograd.Function):
                 raise ValueError(f"logits of size {tuple(logits.shape[2:])} are larger than the labels "
                                  f"{(height, width)}; the fused OHEM loss only upsamples.")
             if upsampling:
-                rows = bilinear_matrix(height, logits.size(2), logits.device)
-                cols = bilinear_matrix(width, logits.size(3), logits.device)
-                logits = torch.matmul(rows, torch.matmul(logits, cols.t()))
+                logits = upsample_bilinear(logits, (height, width))
             prob = torch.softmax(logits, 1)
             target = target.reshape(n, 1, height, width)
             valid = target.ne(criterion.ignore_label)
@@ -174,20 +172,20 @@ class _FusedOhem(torch.autograd.Function):
             if criterion.criterion.weight is not None:
                 weight = criterion.criterion.weight.to(prob)[classes.reshape(-1)] * weight
             weight = weight / weight.sum()
-            ctx.save_for_backward(prob, classes, weight, *((rows, cols) if upsampling else ()))
+            ctx.save_for_backward(prob, classes, weight)
             ctx.pred_dtype = pred.dtype
+            ctx.small_size = tuple(pred.shape[2:]) if upsampling else None
             return -(logp_true * weight).sum()
 
     @staticmethod
     def backward(ctx, grad_loss):
-        prob, classes, weight, *upsampling = ctx.saved_tensors
+        prob, classes, weight = ctx.saved_tensors
         with torch.autocast(prob.device.type, enabled=False):
             coef = (weight * grad_loss).reshape(classes.shape)
             grad = prob * coef
             grad.scatter_add_(1, classes, -coef)
-            if upsampling:
-                rows, cols = upsampling
-                grad = torch.matmul(torch.matmul(rows.t(), grad), cols)
+        if ctx.small_size is not None:
+            grad = upsample_bilinear_transposed(grad, ctx.small_size)
         return grad.to(ctx.pred_dtype), None, None
 
 

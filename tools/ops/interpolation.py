@@ -41,3 +41,12 @@ def upsample_bilinear(x, size):
     cols = bilinear_matrix(size[1], x.size(3), x.device)
     with torch.autocast(x.device.type, enabled=False):
         return torch.matmul(rows, torch.matmul(x.float(), cols.t()))
+
+
+def upsample_bilinear_transposed(grad, size):
+    """The transpose of :func:`upsample_bilinear` to ``size`` (h, w): the gradient at the small input of the
+    gradient ``grad`` (N, C, H, W) at the upsampled output, ``A_h^T @ grad @ A_w`` in float32."""
+    rows = bilinear_matrix(grad.size(2), size[0], grad.device)
+    cols = bilinear_matrix(grad.size(3), size[1], grad.device)
+    with torch.autocast(grad.device.type, enabled=False):
+        return torch.matmul(torch.matmul(rows.t(), grad.float()), cols)
