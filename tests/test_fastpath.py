@@ -142,3 +142,28 @@ def test_the_fused_step_gives_the_original_steps_losses_and_gradients(distilled)
         torch.testing.assert_close(grads[1][name], value, rtol=0, atol=1e-4 * float(value.abs().max()), msg=name)
     model.train()
     assert [tuple(p.shape[2:]) for p in model(images)] == [(8, 12), (4, 6), (2, 3)]
+
+
+def test_the_distilled_fused_step_upsamples_each_head_once(monkeypatch):
+    """Distilled with the fused loss, pred8 is upsampled once (by the trainer, for the KL) and the loss takes
+    that tensor as it is; the auxiliary heads are upsampled inside the loss, once each."""
+    from tools import losses
+    from tools.train import trainer as trainer_module
+    sizes = []
+
+    def counting(original):
+        def upsample(x, size):
+            sizes.append(tuple(x.shape[2:]))
+            return original(x, size)
+        return upsample
+
+    monkeypatch.setattr(losses, "upsample_bilinear", counting(losses.upsample_bilinear))
+    monkeypatch.setattr(trainer_module, "upsample_bilinear", counting(trainer_module.upsample_bilinear))
+    config = EasyDict(lr=0.05, momentum=0.9, weight_decay=5e-4, image_height=64, image_width=96,
+                      gt_down_sampling=1, ignore_label=255)
+    model = _student(1)
+    trainer = Trainer(model, build_optimizer(model, config), build_criterion(config, 2, True), "cpu",
+                      teacher=_student(2), distill=DistillationLoss(), num_classes=5, show_progress=False)
+    g = torch.Generator().manual_seed(0)
+    trainer.train_step(torch.randn(2, 3, 64, 96, generator=g), torch.randint(0, 5, (2, 64, 96), generator=g))
+    assert sorted(sizes) == [(2, 3), (4, 6), (8, 12)]

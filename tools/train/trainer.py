@@ -113,8 +113,12 @@ class Trainer:
                 teacher_out = self.teacher(images)
         with autocast(self.device, self.amp):
             outputs = self.model(images)
+        if self.teacher is None:
+            pred8 = label_size_logits(outputs[0], target, grad=False)      # for the train mIoU only
+        else:   # the KL needs pred8 at label size with autograd: the loss gets that tensor too (one upsampling)
+            pred8 = label_size_logits(outputs[0].float(), target, grad=True)
+            outputs = (pred8,) + tuple(outputs[1:])
         seg = segmentation_loss(outputs, target, self.criterion, self.aux_weight)
-        pred8 = label_size_logits(outputs[0], target, grad=self.teacher is not None)
         kl = None
         if self.teacher is not None:
             kl = self.distill(pred8, teacher_out)
