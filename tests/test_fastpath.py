@@ -106,6 +106,12 @@ def test_a_training_run_builds_what_the_machine_gets(workspace, monkeypatch, fas
 
 
 
+def _step_config():
+    """The training keys of a 64x96 SGD step of the student (tests below)."""
+    return EasyDict(lr=0.05, momentum=0.9, weight_decay=5e-4, image_height=64, image_width=96,
+                    gt_down_sampling=1, ignore_label=255)
+
+
 def _student(seed):
     torch.manual_seed(seed)
     return build_derived(load_arch(published_arch_path(1)), 1, num_classes=5, stem_head_width=(8. / 12, 8. / 12))
@@ -120,8 +126,7 @@ def test_the_fused_step_gives_the_original_steps_losses_and_gradients(distilled)
     images = torch.randn(2, 3, 64, 96, generator=g)
     target = torch.randint(0, 5, (2, 64, 96), generator=g)
     target[:, :4] = 255
-    config = EasyDict(lr=0.05, momentum=0.9, weight_decay=5e-4, image_height=64, image_width=96,
-                      gt_down_sampling=1, ignore_label=255)
+    config = _step_config()
     results, grads = [], []
     for fused in (False, True):
         model = _student(1)
@@ -159,8 +164,7 @@ def test_the_distilled_fused_step_upsamples_each_head_once(monkeypatch):
 
     monkeypatch.setattr(losses, "upsample_bilinear", counting(losses.upsample_bilinear))
     monkeypatch.setattr(trainer_module, "upsample_bilinear", counting(trainer_module.upsample_bilinear))
-    config = EasyDict(lr=0.05, momentum=0.9, weight_decay=5e-4, image_height=64, image_width=96,
-                      gt_down_sampling=1, ignore_label=255)
+    config = _step_config()
     model = _student(1)
     trainer = Trainer(model, build_optimizer(model, config), build_criterion(config, 2, True), "cpu",
                       teacher=_student(2), distill=DistillationLoss(), num_classes=5, show_progress=False)
