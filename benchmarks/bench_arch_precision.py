@@ -49,16 +49,22 @@ def arch_gradients(model, seed, bf16, device):
     return seconds, [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
 
 
+def flat(grads):
+    """One vector of a list of gradients."""
+    return torch.cat([g.flatten() for g in grads])
+
+
 def cosine(a, b):
     """Cosine similarity of two gradient lists; None where neither has a non-zero entry (not reached)."""
-    a, b = torch.cat([g.flatten() for g in a]), torch.cat([g.flatten() for g in b])
+    a, b = flat(a), flat(b)
     if not (a.any() or b.any()):
         return None
     return float(F.cosine_similarity(a, b, dim=0))
 
 
 def sign_agreement(a, b):
-    a, b = torch.cat([g.flatten() for g in a]), torch.cat([g.flatten() for g in b])
+    """The fraction of entries, among those either list reaches, whose signs agree."""
+    a, b = flat(a), flat(b)
     reached = (a != 0) | (b != 0)
     return float((torch.sign(a) == torch.sign(b))[reached].float().mean())
 
